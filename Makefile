@@ -1,0 +1,47 @@
+# deepcluster — `make run` and `make test` set everything up from nothing (.venv, install).
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+ARGS    ?=
+export DEEPCLUSTER_DATA ?= $(abspath ../shared/data)
+
+.PHONY: setup run test test-slow test-all lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## the main job: train + cluster (default: bundled digits; ARGS="dataset=mnist k=10" …)
+run: setup
+	$(BIN)/python -m deepcluster $(ARGS)
+
+## default suite: no network, no GPU, a few minutes on 2 cores
+test: setup
+	$(BIN)/python -m pytest -q
+
+## heavy accuracy floors on real MNIST (needs DEEPCLUSTER_DATA)
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "no slow tests collected"; exit 1; fi; exit $$rc
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: setup
+	$(BIN)/ruff check deepcluster tests bench
+	$(BIN)/ruff format --check deepcluster tests bench
+
+format: setup
+	$(BIN)/ruff format deepcluster tests bench
+	$(BIN)/ruff check --fix deepcluster tests bench
+
+bench: setup
+	$(BIN)/python -m deepcluster.bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -1,0 +1,3 @@
+from deepcluster.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from deepcluster.callbacks.clustering import ClusteringCallback
+
+__all__ = ["ClusteringCallback"]

@@ -1,0 +1,72 @@
+"""End to end through the real command line, in subprocesses."""
+
+import csv
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits_run")
+    proc = run_cli("experiment=digits_dekm", "seed=0", f"hydra.run.dir={out}", cwd=out)
+    return out, proc
+
+
+def test_digits_end_to_end_reaches_floor(digits_run):
+    out, proc = digits_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["acc"] >= 0.80, metrics
+    for key in ("acc", "nmi", "ari", "purity", "k", "dataset", "clusterer", "activation", "seed"):
+        assert key in metrics
+    assert metrics["dataset"] == "digits" and metrics["k"] == 10
+    history = metrics["history"]
+    assert [h["epoch"] for h in history] == list(range(len(history)))
+    assert {"epoch", "acc", "nmi", "loss", "changed", "phase"} <= set(history[0])
+    assert any(h["phase"] == "refine" for h in history)
+    assert "deepcluster: ACC" in proc.stdout and str(out) in proc.stdout
+
+
+def test_digits_run_writes_every_output(digits_run):
+    out, proc = digits_run
+    assert proc.returncode == 0
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == 1797 and set(rows[0]) == {"index", "cluster", "label"}
+    for fig in ("latent_map", "acc_curve", "confusion"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert list((out / "csv").rglob("metrics.csv"))
+    assert list((out / "wandb").glob("offline-run-*")), "W&B offline run missing"
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["k=1"], "k=1 must be >= 2"),
+        (["k=5000"], "k=5000 is larger than the number of images (1797)"),
+        (["optim.lr=-1"], "optim.lr=-1"),
+    ],
+)
+def test_bad_input_exits_nonzero_before_training(tmp_path, args, needle):
+    proc = run_cli(*args, "logger=none", f"hydra.run.dir={tmp_path}", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_missing_data_is_a_short_error(tmp_path):
+    args = ["dataset=mnist", f"data.root={tmp_path}/none", "data.download=false", "logger=none"]
+    proc = run_cli(*args, f"hydra.run.dir={tmp_path}", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"{tmp_path}/none" in proc.stderr and "dataset=digits" in proc.stderr
+
+
+def test_unknown_option_uses_hydras_message(tmp_path):
+    proc = run_cli("dataset=cifar99", f"hydra.run.dir={tmp_path}", cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert "cifar99" in proc.stderr

@@ -1,0 +1,78 @@
+"""Every option of every config group composes and instantiates."""
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from deepcluster.cli import _instantiate, validate_config
+from deepcluster.errors import ConfigError
+from tests.conftest import CONF_DIR
+
+GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "experiment")
+
+
+def options(group):
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+CASES = [(g, o) for g in GROUPS for o in options(g)]
+
+
+def test_groups_exist():
+    assert {"dataset", "activation", "model", "clusterer", "trainer", "logger", "refine"} <= set(
+        GROUPS
+    )
+
+
+@pytest.mark.parametrize("group, option", CASES)
+def test_option_composes_and_instantiates(compose, group, option, tmp_path):
+    cfg = compose(f"{group}={option}", f"data.root={tmp_path}")
+    OmegaConf.resolve(cfg)
+    validate_config(cfg)
+    node = cfg[group]
+    if group == "dataset":
+        dm = _instantiate(node)
+        assert dm.num_classes == cfg.dataset.num_classes
+    elif group == "model":
+        _instantiate(node)
+    elif group == "clusterer":
+        assert callable(_instantiate(node))
+    elif group == "trainer":
+        trainer = _instantiate(node, logger=False, enable_checkpointing=False)
+        assert trainer.max_epochs == cfg.trainer.max_epochs
+    elif group == "logger":
+        for sub in node.values():
+            _instantiate(sub, save_dir=str(tmp_path))
+    elif group == "activation":
+        _instantiate(cfg.model)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_composes(compose, experiment, tmp_path):
+    cfg = compose(f"experiment={experiment}", f"data.root={tmp_path}")
+    OmegaConf.resolve(cfg)
+    validate_config(cfg)
+
+
+def test_k_defaults_to_class_count(compose):
+    assert compose().k == 10
+    assert compose("dataset=synthetic").k == 4
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("k=1", "k=1"),
+        ("optim.lr=0", "optim.lr=0"),
+        ("optim.lr=-1e-3", "optim.lr=-0.001"),
+        ("data.batch_size=0", "data.batch_size=0"),
+        ("pretrain_epochs=-1", "pretrain_epochs=-1"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0"),
+        ("activation.name=swish9", "activation.name='swish9'"),
+        ("k=ten", "k='ten'"),
+    ],
+)
+def test_bad_values_name_the_key(compose, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("(", r"\(")):
+        validate_config(compose(override))

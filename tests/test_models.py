@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from deepcluster.models import CAE, DeepClusterModule
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_cae_shape_round_trip(activation):
+    model = CAE(activation=activation, code_dim=10)
+    x = torch.rand(3, 1, 28, 28)
+    z, recon = model(x)
+    assert z.shape == (3, 10)
+    assert recon.shape == x.shape
+    acts = {type(m).__name__ for m in model.modules()}
+    assert ("ReLU" in acts) == (activation == "relu")
+    assert ("Sigmoid" in acts) == (activation == "sigmoid")
+
+
+def test_unknown_activation_names_choices():
+    with pytest.raises(ValueError, match="activation='gelu2' is unknown; choose one of"):
+        CAE(activation="gelu2")
+
+
+def test_embed_matches_encoder_and_keeps_mode():
+    module = DeepClusterModule(CAE())
+    images = torch.randint(0, 256, (50, 1, 28, 28), dtype=torch.uint8)
+    module.train()
+    z = module.embed(images, batch_size=16)
+    assert module.training
+    expected = module.model.encode(images.float() / 255)
+    torch.testing.assert_close(z, expected.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_refinement_loss_uses_targets_of_batch_indices():
+    torch.manual_seed(0)
+    module = DeepClusterModule(CAE())
+    x = torch.rand(4, 1, 28, 28)
+    idx = torch.tensor([5, 1, 7, 2])
+    v = torch.linalg.qr(torch.randn(10, 10))[0]
+    targets = torch.randn(8, 10)
+    module.set_targets(v, targets)
+    assert module.refining
+    loss = module.training_step((x, idx), 0)
+    expected = torch.nn.functional.mse_loss(module.model.encode(x) @ v, targets[idx])
+    torch.testing.assert_close(loss, expected)
+
+
+def test_lr_must_be_positive():
+    with pytest.raises(ValueError, match="optim.lr=0"):
+        DeepClusterModule(CAE(), lr=0)
