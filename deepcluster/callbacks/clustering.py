@@ -65,7 +65,8 @@ class ClusteringCallback(Callback):
         self.stop_reason = "max_epochs"
         self.n_updates = 0
         # transient
-        self.last_codes: np.ndarray | None = None
+        self.last_codes: np.ndarray | None = None  # (N, d) codes of the last update
+        self.last_result: ClusterResult | None = None  # its clustering (extra: e.g. linkage)
         self._loss_sum = 0.0
         self._loss_count = 0
 
@@ -85,6 +86,7 @@ class ClusteringCallback(Callback):
         was_refining = pl_module.refining
         self.labels = result.labels
         self.last_codes = z
+        self.last_result = result
         self.n_updates += 1
         if self.refine and trainer.current_epoch + 1 >= self.pretrain_epochs:
             if trainer.is_global_zero:

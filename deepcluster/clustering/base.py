@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +13,7 @@ class ClusterResult:
     labels: np.ndarray
     centers: np.ndarray
     seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # clusterer-specific (e.g. linkage)
 
 
 def cluster_means(z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
