@@ -71,6 +71,11 @@ def validate_config(cfg: DictConfig) -> None:
     _require(
         cfg.trainer.max_epochs >= 1, f"trainer.max_epochs={cfg.trainer.max_epochs} must be >= 1"
     )
+    every = OmegaConf.select(cfg, "manifold.every_n_epochs", default=1)
+    _require(
+        isinstance(every, int) and not isinstance(every, bool) and every >= 1,
+        f"manifold.every_n_epochs={every!r} must be an integer >= 1",
+    )
     from deepcluster.models.autoencoder import ACTIVATIONS
 
     name = cfg.activation.name
@@ -83,7 +88,7 @@ def validate_config(cfg: DictConfig) -> None:
 def _check_writable(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write_test"
+        probe = out_dir / f".write_test_{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
@@ -91,6 +96,14 @@ def _check_writable(out_dir: Path) -> None:
             f"cannot write to the output directory {out_dir} ({exc.strerror}). "
             "Choose another with hydra.run.dir=<path>."
         ) from None
+
+
+def _make_manifold(cfg: DictConfig) -> tuple[Any, int]:
+    """(manifold callable or None for `manifold=none`, how often it runs in epochs)."""
+    node = cfg.get("manifold")
+    if node is None or node.get("_target_") is None:
+        return None, 1
+    return _instantiate(node, drop=(*META_KEYS, "every_n_epochs")), node.get("every_n_epochs", 1)
 
 
 def _make_loggers(cfg: DictConfig, out_dir: Path) -> list:
@@ -133,6 +146,23 @@ def _public_config(cfg: DictConfig) -> dict:
     return scrub(data)
 
 
+def _quiet_libraries() -> None:
+    """One copy of each Lightning log line (through Hydra's handlers), and no sales pitch."""
+    import warnings
+
+    if logging.getLogger().handlers:  # Hydra (or the caller) configured the root logger
+        for name in ("lightning", "lightning.pytorch"):
+            lightning_log = logging.getLogger(name)
+            for handler in list(lightning_log.handlers):
+                lightning_log.removeHandler(handler)
+            lightning_log.propagate = True
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda record: "litlogger" not in record.getMessage())
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, cluster every epoch, write the run's outputs; returns the final metrics."""
     import lightning as L
@@ -141,9 +171,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     from deepcluster import plots
     from deepcluster.callbacks import ClusteringCallback
-    from deepcluster.models import DeepClusterModule
+    from deepcluster.models import DeepClusterModule, NonFiniteLossError
 
     started = time.perf_counter()
+    _quiet_libraries()
     validate_config(cfg)
     out_dir = _output_dir(cfg).resolve()
     _check_writable(out_dir)
@@ -159,8 +190,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         model, lr=cfg.optim.lr, recon_weight=cfg.refine.recon_weight,
         embed_batch_size=cfg.embed_batch_size,
     )  # fmt: skip
+    manifold, manifold_every = _make_manifold(cfg)
     callback = ClusteringCallback(
         clusterer=_instantiate(cfg.clusterer),
+        manifold=manifold,
+        manifold_every_n_epochs=manifold_every,
         k=cfg.k,
         refine=cfg.refine.enabled,
         pretrain_epochs=cfg.pretrain_epochs,
@@ -169,7 +203,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         embed_batch_size=cfg.embed_batch_size,
     )
     ckpt_dir = out_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)
+    # every epoch end: the newest epoch-*.ckpt, and last.ckpt linking to it (what resume loads)
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last="link", save_top_k=1)
     loggers = _make_loggers(cfg, out_dir)
     trainer = _instantiate(
         cfg.trainer,
@@ -177,29 +212,35 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         logger=loggers or False,
         default_root_dir=str(out_dir),
     )
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path == "last":
-        ckpt_path = ckpt_dir / "last.ckpt"
-        ckpt_path = str(ckpt_path) if ckpt_path.exists() else None
-        if ckpt_path is None:
-            log.warning("ckpt_path=last: no checkpoint in %s yet, starting fresh", ckpt_dir)
+    ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
 
     try:
         log.info("training %s on %s (%d images), k=%d → %s", type(model).__name__,
                  dm.name, n, cfg.k, out_dir)  # fmt: skip
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        try:
+            # weights_only: resuming never unpickles arbitrary code from a checkpoint
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+        except NonFiniteLossError as exc:
+            last = ckpt_dir / "last.ckpt"
+            kept = (
+                f" The last good checkpoint is kept: {last}."
+                if last.exists()
+                else " No checkpoint had been written yet."
+            )
+            raise NonFiniteLossError(f"{exc}{kept}") from None
         if not callback.history:
             raise DeepClusterError("training ended before the first clustering: no results")
         if not trainer.is_global_zero:
             return dict(callback.history[-1])
         metrics = _write_outputs(cfg, out_dir, dm, callback, loggers, started, torch, plots)
+        _write_run_info(out_dir, callback, started, ckpt_path)
     finally:
         _finish_wandb(loggers)
     print(
         f"deepcluster: ACC {metrics['acc']:.4f}  NMI {metrics['nmi']:.4f}  "
         f"ARI {metrics['ari']:.4f}  purity {metrics['purity']:.4f}  "
         f"({cfg.dataset.name}, k={cfg.k}, {len(callback.history)} epochs, "
-        f"{metrics['wall_s']:.0f} s) → {out_dir}",
+        f"{time.perf_counter() - started:.0f} s) → {out_dir}",
         flush=True,
     )
     return metrics
@@ -218,13 +259,13 @@ def _write_outputs(cfg, out_dir: Path, dm, callback, loggers, started, torch, pl
         "split": cfg.dataset.get("split", "all"),
         "n": int(len(labels)),
         "clusterer": cfg.clusterer.name,
+        "manifold": OmegaConf.select(cfg, "manifold.name", default="none"),
         "activation": cfg.activation.name,
         "model": cfg.model._target_.rsplit(".", 1)[-1],
         "refine": bool(cfg.refine.enabled),
         "seed": int(cfg.seed),
         "epochs": len(callback.history),
         "stop_reason": callback.stop_reason,
-        "wall_s": round(time.perf_counter() - started, 2),
         "history": [_jsonable(h) for h in callback.history],
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -250,6 +291,68 @@ def _write_outputs(cfg, out_dir: Path, dm, callback, loggers, started, torch, pl
             for key in ("acc", "nmi", "ari", "purity"):
                 lg.experiment.summary[f"final/{key}"] = metrics[key]
     return metrics
+
+
+def _write_run_info(out_dir: Path, callback, started: float, ckpt_path: str | None) -> None:
+    """What varies between identical runs (timings, memory) lives apart from metrics.json."""
+    import resource
+
+    info = {
+        "wall_s": round(time.perf_counter() - started, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "resumed_from": ckpt_path,
+        "timings": [_jsonable(t) for t in callback.timings],
+    }
+    (out_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _task_overrides() -> list[str]:
+    """This job's command-line overrides, minus the ones that don't change the result."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        task = list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+    return sorted(o for o in task if not o.startswith(("ckpt_path=", "hydra.", "trainer.enable_")))
+
+
+def _resolve_ckpt_path(value: str | None, out_dir: Path) -> str | None:
+    """`last`: this run dir's last.ckpt, else the newest earlier run with the same overrides.
+
+    Hydra gives each launch a fresh timestamped directory, so "the same command plus
+    ckpt_path=last" looks for the newest sibling run whose overrides match.
+    """
+    if value in (None, ""):
+        return None
+    if value != "last":
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={value}: no such checkpoint file")
+        return str(path.resolve())
+    own = out_dir / "checkpoints" / "last.ckpt"
+    if own.is_file():
+        return str(own)
+    wanted = _task_overrides()
+    candidates = []
+    base = out_dir.parent.parent if out_dir.parent.parent.name else out_dir.parent
+    for overrides_file in base.glob("*/*/.hydra/overrides.yaml"):
+        run_dir = overrides_file.parent.parent
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        if run_dir == out_dir or not ckpt.is_file():
+            continue
+        theirs = OmegaConf.load(overrides_file) or []
+        theirs = sorted(
+            o for o in theirs if not o.startswith(("ckpt_path=", "hydra.", "trainer.enable_"))
+        )
+        if theirs == wanted:
+            candidates.append(ckpt)
+    if not candidates:
+        log.warning("ckpt_path=last: no earlier checkpoint of this command found, starting fresh")
+        return None
+    newest = max(candidates, key=lambda c: c.stat().st_mtime)
+    log.info("resuming from %s", newest)
+    return str(newest)
 
 
 def _jsonable(entry: dict) -> dict:
@@ -300,8 +403,29 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return metrics["acc"]
 
 
+def _preflight_output_dirs(argv: list[str]) -> str | None:
+    """Hydra creates the run directory before our code runs: check it can, with a clear error."""
+    wanted = [
+        a.split("=", 1)[1] for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
+    ]
+    for target in wanted or ["."]:
+        path = Path(target.strip("'\"")).expanduser().absolute()
+        ancestor = path
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            return f"cannot create the output directory {path}: {ancestor} is not a directory"
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            return f"cannot create the output directory {path}: {ancestor} is not writable"
+    return None
+
+
 def main() -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
+    problem = _preflight_output_dirs(sys.argv[1:])
+    if problem:
+        print(f"error: {problem}. Choose another with hydra.run.dir=<path>.", file=sys.stderr)
+        sys.exit(2)
     _hydra_main()
 
 

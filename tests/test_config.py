@@ -3,9 +3,10 @@
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
-from deepcluster.cli import _instantiate, validate_config
+from deepcluster.cli import _instantiate, _make_manifold, validate_config
 from deepcluster.errors import ConfigError
 from tests.conftest import CONF_DIR
 
@@ -39,13 +40,19 @@ def test_option_composes_and_instantiates(compose, group, option, tmp_path):
     elif group == "clusterer":
         assert callable(_instantiate(node))
     elif group == "trainer":
-        trainer = _instantiate(node, logger=False, enable_checkpointing=False)
+        extra = {}
+        if node.accelerator == "gpu" and not torch.cuda.is_available():
+            extra["accelerator"] = "cpu"  # every other key must still be a valid Trainer arg
+        trainer = _instantiate(node, logger=False, enable_checkpointing=False, **extra)
         assert trainer.max_epochs == cfg.trainer.max_epochs
     elif group == "logger":
         for sub in node.values():
             _instantiate(sub, save_dir=str(tmp_path))
     elif group == "activation":
         _instantiate(cfg.model)
+    elif group == "manifold":
+        manifold, _ = _make_manifold(cfg)
+        assert manifold is None if option == "none" else callable(manifold)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))

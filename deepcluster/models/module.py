@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepcluster.errors import DeepClusterError
 
-class NonFiniteLossError(RuntimeError):
-    pass
+
+class NonFiniteLossError(DeepClusterError):
+    """The loss became NaN or infinite: training stops, the last good checkpoint stays."""
 
 
 class DeepClusterModule(L.LightningModule):
@@ -78,8 +80,7 @@ class DeepClusterModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"the training loss became {loss.item()} at epoch {self.current_epoch}, "
-                f"step {self.global_step} (batch {batch_idx}). Lower optim.lr or check the data; "
-                "the last good checkpoint is kept."
+                f"step {self.global_step} (batch {batch_idx}). Lower optim.lr or check the data."
             )
         self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
         return loss

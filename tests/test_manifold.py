@@ -1,0 +1,152 @@
+"""The manifold step (UMAP) and the GMM clusterer, alone, through Hydra and through a run."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from deepcluster.callbacks import ClusteringCallback
+from deepcluster.cli import _instantiate, _make_manifold, run, validate_config
+from deepcluster.clustering import cluster_accuracy
+from deepcluster.clustering.base import cluster_means
+from deepcluster.clustering.gmm import GMM
+from deepcluster.clustering.kmeans import KMeans
+from deepcluster.clustering.manifold import UMAPManifold
+from deepcluster.errors import ConfigError
+from tests.conftest import CONF_DIR
+from tests.test_clusterers import blobs
+
+# few optimisation epochs: the test pays numba's compile time once, not a long fit
+FAST_UMAP = {"n_components": 2, "n_neighbors": 10, "n_epochs": 50, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def umap_pair():
+    """Two seeded UMAP runs on 4 separated blobs in 8-d: ((z, y), embedding a, embedding b)."""
+    z, y = blobs(n_per=40, k=4, d=8, spread=0.5, seed=1)
+    return (z, y), UMAPManifold(**FAST_UMAP)(z), UMAPManifold(**FAST_UMAP)(z)
+
+
+def test_umap_keeps_separated_clusters_separable(umap_pair):
+    (z, y), emb, _ = umap_pair
+    assert emb.shape == (len(z), 2) and emb.dtype == np.float32
+    assert cluster_accuracy(y, KMeans(seed=0)(emb, 4).labels) == 1.0
+
+
+def test_seeded_umap_is_reproducible(umap_pair):
+    _, a, b = umap_pair
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_components": 0}, "n_components=0"),
+        ({"n_neighbors": 1}, "n_neighbors=1"),
+        ({"min_dist": -0.1}, "min_dist=-0.1"),
+        ({"seed": None}, "needs a seed"),
+    ],
+)
+def test_umap_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        UMAPManifold(**kwargs)
+
+
+def test_umap_rejects_bad_codes():
+    with pytest.raises(ValueError, match="NaN"):
+        UMAPManifold()(np.full((50, 3), np.nan))
+    with pytest.raises(ValueError, match=r"\(N, d\)"):
+        UMAPManifold()(np.zeros(50))
+
+
+def test_gmm_recovers_blobs():
+    z, y = blobs()
+    res = GMM(seed=0)(z, 4)
+    assert cluster_accuracy(y, res.labels) == 1.0
+    assert res.labels.dtype == np.int64 and res.centers.shape == (4, 5)
+    # well-separated blobs: the component means are the cluster means
+    np.testing.assert_allclose(res.centers, cluster_means(z, res.labels, 4), atol=1e-6)
+    assert res.extra["converged"]
+
+
+def test_gmm_is_reproducible():
+    z, _ = blobs(spread=3.0)
+    a, b = GMM(n_init=2, seed=3)(z, 4), GMM(n_init=2, seed=3)(z, 4)
+    assert (a.labels == b.labels).all()
+
+
+@pytest.mark.parametrize(
+    "k, match", [(1, "k=1 must be >= 2"), (300, "n_samples=200 should be >= k=300")]
+)
+def test_gmm_rejects_bad_k(k, match):
+    z, _ = blobs()
+    with pytest.raises(ValueError, match=match):
+        GMM()(z, k)
+
+
+def test_gmm_rejects_bad_covariance_type():
+    with pytest.raises(ValueError, match="covariance_type='round'"):
+        GMM(covariance_type="round")
+
+
+@pytest.mark.parametrize(
+    "clusterer", sorted(p.stem for p in (Path(CONF_DIR) / "clusterer").glob("*.yaml"))
+)
+def test_umap_composes_with_every_clusterer(compose, clusterer, tmp_path):
+    cfg = compose("manifold=umap", f"clusterer={clusterer}", "refine=dekm", f"data.root={tmp_path}")
+    OmegaConf.resolve(cfg)
+    validate_config(cfg)
+    manifold, every = _make_manifold(cfg)
+    assert isinstance(manifold, UMAPManifold) and manifold.n_components == cfg.k
+    assert every == cfg.manifold.every_n_epochs
+    assert callable(_instantiate(cfg.clusterer))
+
+
+def test_manifold_none_is_no_transform(compose):
+    assert _make_manifold(compose("manifold=none")) == (None, 1)
+
+
+def test_bad_every_n_epochs_names_the_key(compose):
+    with pytest.raises(ConfigError, match="manifold.every_n_epochs=0"):
+        validate_config(compose("manifold=umap", "manifold.every_n_epochs=0"))
+
+
+def test_manifold_centres_live_in_the_code_space():
+    """With a manifold, the result's centres are the code means (what refinement needs)."""
+    z, y = blobs(n_per=30, k=3, d=6, seed=2)
+    trainer = SimpleNamespace(
+        is_global_zero=True, strategy=SimpleNamespace(broadcast=lambda obj, src=0: obj)
+    )
+    callback = ClusteringCallback(GMM(seed=0), k=3, manifold=lambda codes: codes[:, :2] * 10.0)
+    res, _ = callback._cluster(trainer, z, use_manifold=True)
+    assert res.centers.shape == (3, 6)
+    np.testing.assert_allclose(res.centers, cluster_means(z, res.labels, 3))
+    assert res.extra["manifold_centers"].shape == (3, 2)
+    assert callback.last_embedding.shape == (90, 2)
+
+
+def test_run_applies_the_manifold_on_schedule_with_refinement(compose, tmp_path):
+    """Synthetic run: 1 pretrain + 2 refinement epochs, UMAP every 5 epochs, 2-d manifold.
+
+    Epoch 0 starts refinement (manifold), epoch 1 clusters raw codes, epoch 2 is the last
+    (manifold). A 2-d manifold under 10-d codes would break the rotation if its centres
+    leaked into the targets.
+    """
+    cfg = compose(
+        "dataset=synthetic", "manifold=umap", "clusterer=gmm", "refine=dekm", "logger=none",
+        "plots=false", "dataset.n=160", "pretrain_epochs=1", "trainer.max_epochs=3",
+        "refine.update_interval=0", "refine.tol=0", "manifold.every_n_epochs=5",
+        "manifold.n_components=2",
+        "manifold.n_epochs=50", "trainer.enable_progress_bar=false", f"+output_dir={tmp_path}",
+    )  # fmt: skip
+    metrics = run(cfg)
+    assert metrics["manifold"] == "umap" and metrics["clusterer"] == "gmm"
+    assert [h["manifold"] for h in metrics["history"]] == [True, False, True]
+    assert [h["phase"] for h in metrics["history"]] == ["pretrain", "refine", "refine"]
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["manifold"] == "umap" and saved["history"][1]["manifold"] is False
+    timings = json.loads((tmp_path / "run_info.json").read_text())["timings"]
+    assert timings[0]["manifold_s"] > 0 and timings[1]["manifold_s"] == 0

@@ -1,0 +1,127 @@
+"""Faults a long clustering run meets: kills, reruns, bad numbers, bad paths, DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from deepcluster.models import CAE, DeepClusterModule, NonFiniteLossError
+from tests.conftest import run_cli
+
+# small but real: digits, 2 reconstruction + 4 refinement epochs with mid-epoch updates
+RUN = ["dataset=digits", "data.batch_size=64", "trainer.max_epochs=6", "refine=dekm",
+       "pretrain_epochs=2", "refine.update_interval=7", "logger=csv", "plots=false",
+       "trainer.enable_progress_bar=false", "seed=3"]  # fmt: skip
+
+
+def _cmd(*extra):
+    return [sys.executable, "-m", "deepcluster", *RUN, *extra]
+
+
+def _env():
+    return {**os.environ, "WANDB_MODE": "offline"}
+
+
+@pytest.fixture(scope="module")
+def reference_runs(tmp_path_factory):
+    """Two uninterrupted runs of the same command (seed 3)."""
+    dirs = []
+    for name in ("ref_a", "ref_b"):
+        out = tmp_path_factory.mktemp(name)
+        proc = subprocess.run(_cmd(f"hydra.run.dir={out}"), cwd=out, env=_env(),
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        dirs.append(out)
+    return dirs
+
+
+def test_same_seed_gives_identical_outputs(reference_runs):
+    a, b = reference_runs
+    assert (a / "metrics.json").read_text() == (b / "metrics.json").read_text()
+    assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(reference_runs, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(f"hydra.run.dir={out}"), cwd=tmp_path, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    # kill once the checkpoint of epoch ≥ 2 (refinement under way) is on disk
+    while time.time() < deadline and proc.poll() is None:
+        if last.is_file() and len(torch.load(last, weights_only=True)["callbacks"]
+                                  ["ClusteringCallback"]["history"]) >= 3:  # fmt: skip
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+
+    resumed = subprocess.run(_cmd(f"hydra.run.dir={out}", "ckpt_path=last"), cwd=tmp_path,
+                             env=_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["resumed_from"].endswith("last.ckpt")
+    reference = reference_runs[0]
+    assert (out / "metrics.json").read_text() == (reference / "metrics.json").read_text()
+    assert (out / "predictions.csv").read_bytes() == (reference / "predictions.csv").read_bytes()
+
+
+def test_checkpoint_loads_weights_only(reference_runs):
+    ckpt = torch.load(reference_runs[0] / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["state_dict"]["targets"].shape == (1797, 10)  # refinement targets travel along
+    assert ckpt["callbacks"]["ClusteringCallback"]["history"]
+
+
+def test_nan_loss_stops_with_clear_message(tmp_path):
+    proc = run_cli("optim.lr=1e30", "logger=none", f"hydra.run.dir={tmp_path}", cwd=tmp_path,
+                   timeout=300)  # fmt: skip
+    assert proc.returncode == 2
+    assert "the training loss became nan at epoch 0, step" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_nan_loss_in_module_names_epoch_and_step():
+    module = DeepClusterModule(CAE())
+    with torch.no_grad():
+        module.model.encoder[0].weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="epoch 0, step 0 \\(batch 3\\)"):
+        module.training_step((torch.rand(2, 1, 28, 28), torch.tensor([0, 1])), 3)
+
+
+def test_unwritable_output_dir_fails_before_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    proc = run_cli("logger=none", f"hydra.run.dir={blocker}/run", cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert str(blocker) in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_secret_in_saved_files(tmp_path):
+    secret = "wandb-secret-0123456789abcdef"
+    proc = run_cli("trainer.max_epochs=1", f"hydra.run.dir={tmp_path}", cwd=tmp_path,
+                   env={"WANDB_API_KEY": secret}, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list(tmp_path.glob("wandb/offline-run-*"))
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_ddp_matches_single_process(tmp_path):
+    common = ["dataset=digits", "trainer.max_epochs=3", "logger=csv", "plots=false",
+              "trainer.enable_progress_bar=false"]  # fmt: skip
+    accs = {}
+    for name, extra in (("single", []), ("ddp", ["trainer=ddp"])):
+        out = tmp_path / name
+        proc = run_cli(*common, *extra, f"hydra.run.dir={out}", cwd=tmp_path, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        accs[name] = json.loads((out / "metrics.json").read_text())["acc"]
+    assert abs(accs["ddp"] - accs["single"]) <= 0.02, accs
