@@ -1,0 +1,356 @@
+"""Benchmark: `python -m deepcluster.bench` (or `make bench`) → bench/results.json + a table.
+
+All figures come from one run on this machine, the compared loops interleaved (best of
+`--repeats`) so that ratios are measured side by side:
+  1. training throughput (images/s, steady state, same CAE, batch size and step count) of
+     deepcluster's Lightning path vs. the peer a user would write (torchvision MNIST +
+     ToTensor + DataLoader) vs. a bare loop over an in-memory tensor; FLOPs per image from
+     torch.utils.flop_counter and the fraction of the CPU's peak FP32 rate they reach;
+  2. the embedding pass over all images; 3. k-means (and Ward, when available) at N=70 000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepcluster.models import CAE, DeepClusterModule
+
+
+def _log(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+# --- machine ---------------------------------------------------------------------------
+def cpu_info() -> dict:
+    """Model, cores, clock and the assumed peak FP32 rate (FMA lanes × 2 × cores × clock)."""
+    info = {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    flags, mhz, name = "", None, ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name") and not name:
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("cpu MHz") and mhz is None:
+                mhz = float(line.split(":", 1)[1])
+            elif line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    # FP32 FLOP per cycle per core: two FMA pipes × vector lanes × 2 (multiply + add)
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    flop_per_cycle = 2 * lanes * 2 if "fma" in flags else lanes * 2
+    ghz = (mhz or 2000.0) / 1000
+    info.update(
+        model=name,
+        ghz=ghz,
+        isa="avx512" if lanes == 16 else "avx2" if lanes == 8 else "sse",
+        flop_per_cycle_per_core=flop_per_cycle,
+        peak_gflops=flop_per_cycle * ghz * torch.get_num_threads(),
+        threads=torch.get_num_threads(),
+    )
+    return info
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Achieved FP32 matmul rate: a practical ceiling to compare the assumed peak with."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+# --- data ------------------------------------------------------------------------------
+def load_images(root: str | None) -> tuple[torch.Tensor, str]:
+    if root:
+        from deepcluster.data import MNISTDataModule
+
+        dm = MNISTDataModule(root=root, download=False)
+        try:
+            dm.prepare()
+            return dm.images, "mnist"
+        except Exception as exc:  # fall back to synthetic data of the same size
+            _log(f"real MNIST not loaded ({exc}); using synthetic images")
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (70_000, 1, 28, 28), dtype=torch.uint8, generator=g), "random"
+
+
+# --- training loops --------------------------------------------------------------------
+def _model(channels_last: bool) -> CAE:
+    torch.manual_seed(0)
+    model = CAE("relu")
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def bare_loop(images: torch.Tensor, bs: int, steps: int, warmup: int, cl: bool) -> float:
+    """The floor of framework overhead: slices of an in-memory tensor, plain Adam loop."""
+    model = _model(cl)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    perm = torch.randperm(len(images))
+    t0 = 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            t0 = time.perf_counter()
+        idx = perm[step * bs : (step + 1) * bs]
+        x = images[idx].float().div_(255)
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        _, recon = model(x)
+        loss = F.mse_loss(recon, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * bs / (time.perf_counter() - t0)
+
+
+def peer_loop(root: str | None, bs: int, steps: int, warmup: int, workers: int) -> float | None:
+    """What a user would write: torchvision MNIST, ToTensor(), DataLoader."""
+    import torchvision
+    from torch.utils.data import DataLoader
+
+    if root is None:
+        return None
+    try:
+        ds = torchvision.datasets.MNIST(
+            root, train=True, download=False, transform=torchvision.transforms.ToTensor()
+        )
+    except RuntimeError:
+        return None
+    loader = DataLoader(ds, batch_size=bs, shuffle=True, num_workers=workers, drop_last=True)
+    model = _model(False)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    t0 = 0.0
+    for step, (x, _) in enumerate(loader):
+        if step == warmup:
+            t0 = time.perf_counter()
+        if step == warmup + steps:
+            break
+        _, recon = model(x)
+        loss = F.mse_loss(recon, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * bs / (time.perf_counter() - t0)
+
+
+def lightning_loop(images: torch.Tensor, bs: int, steps: int, warmup: int, cl: bool) -> float:
+    """deepcluster's own path: DeepClusterModule + its in-memory datamodule under a Trainer."""
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback
+
+    from deepcluster.data.base import ImageDataModule
+
+    class Fixed(ImageDataModule):
+        def load(self):
+            return images, np.zeros(len(images), dtype=np.int64)
+
+    class Clock(Callback):
+        t0 = t1 = 0.0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == warmup:
+                self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.t1 = time.perf_counter()
+
+    torch.manual_seed(0)
+    module = DeepClusterModule(CAE("relu"), lr=1e-3, channels_last=cl)
+    clock = Clock()
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=warmup + steps,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[clock], use_distributed_sampler=False,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=Fixed(batch_size=bs))
+    return steps * bs / (clock.t1 - clock.t0)
+
+
+def flops_per_train_image(bs: int) -> float:
+    """Forward + backward FLOPs of one reconstruction step, per image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _model(False)
+    x = torch.rand(bs, 1, 28, 28)
+    with FlopCounterMode(display=False) as counter:
+        _, recon = model(x)
+        F.mse_loss(recon, x).backward()
+    return counter.get_total_flops() / bs
+
+
+# --- inference and clustering ----------------------------------------------------------
+def embed_rate(images: torch.Tensor, batch_size: int = 8192) -> float:
+    module = DeepClusterModule(_model(False))
+    module.embed(images[:batch_size])
+    t0 = time.perf_counter()
+    module.embed(images, batch_size)
+    return len(images) / (time.perf_counter() - t0)
+
+
+def codes_70k(images: torch.Tensor) -> np.ndarray:
+    """Realistic codes: a CAE after a few hundred steps (random init codes are too easy)."""
+    model = _model(False)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for step in range(150):
+        x = images[step * 256 % len(images) :][:256].float() / 255
+        loss = F.mse_loss(model(x)[1], x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return DeepClusterModule(model).embed(images).numpy()
+
+
+def kmeans_time(z: np.ndarray, k: int = 10) -> float:
+    from deepcluster.clustering.kmeans import kmeans
+
+    return kmeans(z, k, n_init=10, seed=0).seconds
+
+
+def ward_in_subprocess(z_path: Path) -> dict | None:
+    """Ward at N=70 000 in a fresh process: time and peak RSS above the post-import baseline."""
+    code = (
+        "import json,resource,sys,numpy as np\n"
+        "from deepcluster.clustering.ward import ward\n"
+        "z=np.load(sys.argv[1]); base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "r=ward(z,10)\n"
+        "peak=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(json.dumps({'s':r.seconds,'peak_mb':(peak-base)/1024}))\n"
+    )
+    try:
+        import deepcluster.clustering.ward  # noqa: F401
+    except ImportError:
+        return None
+    out = subprocess.run([sys.executable, "-c", code, str(z_path)], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- main ------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data-root", default=os.environ.get("DEEPCLUSTER_DATA"))
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--out", default="bench/results.json")
+    p.add_argument("--no-ward", action="store_true")
+    p.add_argument("--time-to-acc90", type=float, default=None,
+                   help="a measured time-to-ACC-0.90 (s) to record; see RESULTS.md")  # fmt: skip
+    args = p.parse_args(argv)
+    bs, steps, warm = args.batch_size, args.steps, args.warmup
+
+    info = cpu_info()
+    info["sgemm_gflops"] = round(sgemm_gflops(), 1)
+    _log(f"cpu: {info}")
+    images, source = load_images(args.data_root)
+    _log(f"data: {source}, {len(images)} images")
+
+    runs: dict[str, list[float]] = {}
+    for rep in range(args.repeats):
+        for name, fn in (
+            ("bare", lambda: bare_loop(images, bs, steps, warm, False)),
+            ("bare_cl", lambda: bare_loop(images, bs, steps, warm, True)),
+            ("ours", lambda: lightning_loop(images, bs, steps, warm, False)),
+            ("ours_cl", lambda: lightning_loop(images, bs, steps, warm, True)),
+            ("peer_w0", lambda: peer_loop(args.data_root, bs, steps, warm, 0)),
+            ("peer_w2", lambda: peer_loop(args.data_root, bs, steps, warm, 2)),
+        ):
+            value = fn()
+            if value is not None:
+                runs.setdefault(name, []).append(value)
+                _log(f"repeat {rep}: {name:8s} {value:8.0f} img/s")
+    best = {name: max(values) for name, values in runs.items()}
+    ours_key = "ours_cl" if best.get("ours_cl", 0) > best["ours"] else "ours"
+    bare_key = "bare_cl" if best.get("bare_cl", 0) > best["bare"] else "bare"
+    peer = max(best.get("peer_w0", 0), best.get("peer_w2", 0)) or None
+    flops = flops_per_train_image(bs)
+    train = best[ours_key]
+
+    embed = embed_rate(images)
+    _log(f"embedding: {embed:.0f} img/s")
+    z = codes_70k(images)
+    km = kmeans_time(z)
+    _log(f"k-means 70k: {km:.2f} s")
+    ward = None
+    if not args.no_ward:
+        z_path = Path(args.out).with_name("codes_70k.npy")
+        np.save(z_path, z)
+        try:
+            ward = ward_in_subprocess(z_path)
+        finally:
+            z_path.unlink(missing_ok=True)
+        if ward:
+            _log(f"ward 70k: {ward['s']:.1f} s, {ward['peak_mb']:.0f} MB")
+
+    results = {
+        "machine": info,
+        "data": source,
+        "batch_size": bs,
+        "steps": steps,
+        "train_img_per_s": round(train, 1),
+        "train_path": ours_key,
+        "train_variants_img_per_s": {k: round(v, 1) for k, v in best.items()},
+        "peer_dataloader_img_per_s": None if peer is None else round(peer, 1),
+        "bare_loop_img_per_s": round(best[bare_key], 1),
+        "train_vs_peer": None if peer is None else round(train / peer, 3),
+        "train_vs_bare": round(train / best[bare_key], 3),
+        "flops_per_train_image": round(flops),
+        "train_gflops": round(train * flops / 1e9, 1),
+        "peak_gflops_assumed": round(info["peak_gflops"], 1),
+        "peak_fraction": round(train * flops / 1e9 / info["peak_gflops"], 3),
+        "embed_img_per_s": round(embed, 1),
+        "kmeans_70k_s": round(km, 3),
+        "self_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    if ward:
+        results["ward_70k_s"] = round(ward["s"], 2)
+        results["ward_70k_peak_mb"] = round(ward["peak_mb"], 1)
+    if args.time_to_acc90 is not None:
+        results["time_to_acc90_s"] = args.time_to_acc90
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    _log(f"wrote {out}")
+    return results
+
+
+def table(r: dict) -> str:
+    rows = [
+        ("training, deepcluster (Lightning)",
+         f"{r['train_img_per_s']:.0f} img/s ({r['train_path']})"),
+        ("training, bare in-memory loop", f"{r['bare_loop_img_per_s']:.0f} img/s"),
+        ("training, torchvision DataLoader peer", f"{r['peer_dataloader_img_per_s']} img/s"),
+        ("deepcluster / bare", f"{r['train_vs_bare']:.3f}×"),
+        ("deepcluster / peer", f"{r['train_vs_peer']}×"),
+        ("FLOPs per training image", f"{r['flops_per_train_image'] / 1e6:.1f} MFLOP"),
+        ("achieved / assumed peak", f"{r['train_gflops']} / {r['peak_gflops_assumed']} GFLOP/s "
+                                    f"= {r['peak_fraction']:.3f}"),
+        ("embedding pass", f"{r['embed_img_per_s']:.0f} img/s"),
+        ("k-means, N=70 000, d=10, n_init=10", f"{r['kmeans_70k_s']:.2f} s"),
+    ]  # fmt: skip
+    if "ward_70k_s" in r:
+        ward = f"{r['ward_70k_s']:.1f} s, {r['ward_70k_peak_mb']} MB"
+        rows.append(("Ward, N=70 000, d=10", ward))
+    width = max(len(a) for a, _ in rows)
+    return "\n".join(f"| {a:<{width}} | {b} |" for a, b in rows)
+
+
+if __name__ == "__main__":
+    main()
