@@ -112,12 +112,15 @@ def _make_loggers(cfg: DictConfig, out_dir: Path) -> list:
         if node is None or "_target_" not in node:
             continue
         if name == "wandb":
+            group, tags, job_name = _sweep_identity()
             loggers.append(
                 _instantiate(
                     node,
-                    drop=(),
+                    drop=("group", "tags"),
                     save_dir=str(out_dir),
-                    name=cfg.get("run_name") or None,
+                    name=cfg.get("run_name") or job_name,
+                    group=node.get("group") or group,  # a sweep's jobs share its group
+                    tags=[*(node.get("tags") or []), *tags],
                 )
             )
         else:
@@ -126,6 +129,17 @@ def _make_loggers(cfg: DictConfig, out_dir: Path) -> list:
     for lg in loggers:
         lg.log_hyperparams(public)
     return loggers
+
+
+def _sweep_identity() -> tuple[str | None, list[str], str | None]:
+    """(group, tags, name) of a multirun job for W&B: the sweep folder, its overrides."""
+    if not _is_multirun():
+        return None, [], None
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    tags = [o[:64] for o in _task_overrides()]  # W&B caps tags at 64 characters
+    return str(hc.sweep.dir), tags, hc.job.override_dirname or f"job {hc.job.num}"
 
 
 def _public_config(cfg: DictConfig) -> dict:
@@ -214,6 +228,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
 
+    succeeded = False
     try:
         log.info("training %s on %s (%d images), k=%d → %s", type(model).__name__,
                  dm.name, n, cfg.k, out_dir)  # fmt: skip
@@ -234,8 +249,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             return dict(callback.history[-1])
         metrics = _write_outputs(cfg, out_dir, dm, callback, loggers, started, torch, plots)
         _write_run_info(out_dir, callback, started, ckpt_path)
+        succeeded = True
     finally:
-        _finish_wandb(loggers)
+        _finish_wandb(loggers, exit_code=0 if succeeded else 1)
     print(
         f"deepcluster: ACC {metrics['acc']:.4f}  NMI {metrics['nmi']:.4f}  "
         f"ARI {metrics['ari']:.4f}  purity {metrics['purity']:.4f}  "
@@ -283,6 +299,11 @@ def _write_outputs(cfg, out_dir: Path, dm, callback, loggers, started, torch, pl
             callback.history, fig_dir / "acc_curve.png", title
         )
         figures["confusion"] = plots.confusion(dm.labels, labels, fig_dir / "confusion.png", title)
+        result = callback.last_result
+        if result is not None and "linkage" in result.extra:
+            figures["dendrogram"] = plots.dendrogram(
+                result.extra["linkage"], int(cfg.k), fig_dir / "dendrogram.png", title
+            )
     for lg in loggers:
         if hasattr(lg, "log_image") and figures:
             for key, path in figures.items():
@@ -366,12 +387,13 @@ def _jsonable(entry: dict) -> dict:
     return out
 
 
-def _finish_wandb(loggers: list) -> None:
+def _finish_wandb(loggers: list, exit_code: int = 0) -> None:
+    """Close the W&B run (marked failed on a non-zero exit code): sweeps must not leak runs."""
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger" and lg._experiment is not None:
             import wandb
 
-            wandb.finish()
+            wandb.finish(exit_code=exit_code)
 
 
 def _is_multirun() -> bool:
@@ -388,16 +410,23 @@ def _is_multirun() -> bool:
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         metrics = run(cfg)
-    except DeepClusterError as exc:
-        log.error("%s", exc)
-        out = _output_dir(cfg)
+    except Exception as exc:
         if _is_multirun():
             # one bad job must not stop the sweep: leave a marker the report can read
+            if isinstance(exc, DeepClusterError):
+                log.error("%s", exc)
+                error = str(exc)
+            else:
+                log.exception("job crashed")
+                error = f"{type(exc).__name__}: {exc}"
             try:
-                (out / "failed.json").write_text(json.dumps({"error": str(exc)}) + "\n")
+                (_output_dir(cfg) / "failed.json").write_text(json.dumps({"error": error}) + "\n")
             except OSError:
                 pass
             return None
+        if not isinstance(exc, DeepClusterError):
+            raise  # a bug, not bad input: keep the traceback
+        log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
     return metrics["acc"]

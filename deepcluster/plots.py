@@ -1,4 +1,4 @@
-"""Figures: latent 2-D map, ACC-vs-epoch curve, confusion matrix. Saved as PNG."""
+"""Figures: latent 2-D map, ACC-vs-epoch curve, confusion matrix, Ward dendrogram (PNG)."""
 
 from __future__ import annotations
 
@@ -75,4 +75,75 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str = "
     ax.set_xticks(range(table.shape[1]))
     ax.set_yticks(range(table.shape[0]))
     ax.set_title(title or "classes × clusters")
+    return _save(fig, path)
+
+
+def dendrogram(linkage: np.ndarray, k: int, path: Path, title: str = "", top: int = 30) -> Path:
+    """The top `top` merges of a Ward tree; the dashed line cuts it into k clusters."""
+    from scipy.cluster.hierarchy import dendrogram as _dendrogram
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _dendrogram(linkage, truncate_mode="lastp", p=top, ax=ax, show_leaf_counts=True,
+                leaf_rotation=90, leaf_font_size=7, color_threshold=0)  # fmt: skip
+    if 2 <= k <= len(linkage):
+        # the k-cluster cut lies between the (k-1)-th and k-th highest merges
+        heights = np.sort(linkage[:, 2])[::-1]
+        ax.axhline((heights[k - 2] + heights[k - 1]) / 2, ls="--", c="C3", lw=1, label=f"k={k}")
+        ax.legend(loc="upper right")
+    ax.set_ylabel("Ward merge distance")
+    ax.set_xlabel("cluster (size) at the top merges")
+    ax.set_title(title or f"Ward dendrogram (top {top} merges)")
+    return _save(fig, path)
+
+
+# --- sweep reports ---------------------------------------------------------------------
+def acc_vs_k(rows: Sequence[dict], path: Path, title: str = "") -> Path:
+    """Bar chart: final ACC per k, one bar per activation (the papers' k × activation figure)."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("k") is not None]
+    ks = sorted({int(r["k"]) for r in ok})
+    groups = sorted({str(r.get("activation")) for r in ok})
+    width = 0.8 / max(len(groups), 1)
+    fig, ax = plt.subplots(figsize=(1.2 * max(len(ks), 2) + 2.5, 3.8))
+    for g, group in enumerate(groups):
+        accs = []
+        for k in ks:
+            vals = [r["acc"] for r in ok if int(r["k"]) == k and str(r.get("activation")) == group]
+            accs.append(np.mean(vals) if vals else np.nan)
+        xs = np.arange(len(ks)) + (g - (len(groups) - 1) / 2) * width
+        bars = ax.bar(xs, accs, width, label=group)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(range(len(ks)), [f"k={k}" for k in ks])
+    ax.set_ylabel("ACC")
+    ax.set_ylim(0, 1)
+    ax.legend(title="activation", loc="lower right")
+    ax.set_title(title or "final ACC per k and activation")
+    return _save(fig, path)
+
+
+def acc_vs_epoch(runs: Sequence[tuple[str, Sequence[dict]]], path: Path, title: str = "") -> Path:
+    """ACC per epoch, one line per job: runs = [(label, history), …]."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, history in runs:
+        ax.plot([h["epoch"] for h in history], [h["acc"] for h in history], "o-", ms=3,
+                label=label)  # fmt: skip
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ACC")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title or "ACC per epoch")
+    return _save(fig, path)
+
+
+def image_grid(images: Sequence[tuple[str, Path]], path: Path, cols: int = 3) -> Path:
+    """Saved PNGs side by side (e.g. every job's latent map), each under its label."""
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (label, png) in zip(axes.flat, images):
+        ax.imshow(plt.imread(png))
+        ax.set_title(label, fontsize=9)
     return _save(fig, path)

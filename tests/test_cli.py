@@ -70,3 +70,14 @@ def test_unknown_option_uses_hydras_message(tmp_path):
     proc = run_cli("dataset=cifar99", f"hydra.run.dir={tmp_path}", cwd=tmp_path, timeout=120)
     assert proc.returncode != 0
     assert "cifar99" in proc.stderr
+
+
+def test_deep_cae_with_ward_writes_dendrogram(tmp_path):
+    args = ["model=cae_deep", "clusterer=ward", "trainer.max_epochs=4", "logger=csv",
+            "data.batch_size=32", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["clusterer"] == "ward" and metrics["model"] == "CAEDeep"
+    assert metrics["acc"] > 0.5  # four short epochs on digits (seed 0: 0.73); chance is 0.1
+    assert (tmp_path / "figures" / "dendrogram.png").stat().st_size > 1000

@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from deepcluster.models import CAE, DeepClusterModule
+from deepcluster.models import CAE, CAEDeep, DeepClusterModule
 
 
+@pytest.mark.parametrize("cls", [CAE, CAEDeep])
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
-def test_cae_shape_round_trip(activation):
-    model = CAE(activation=activation, code_dim=10)
+def test_cae_shape_round_trip(cls, activation):
+    model = cls(activation=activation, code_dim=10)
     x = torch.rand(3, 1, 28, 28)
     z, recon = model(x)
     assert z.shape == (3, 10)
@@ -48,3 +49,12 @@ def test_refinement_loss_uses_targets_of_batch_indices():
 def test_lr_must_be_positive():
     with pytest.raises(ValueError, match="optim.lr=0"):
         DeepClusterModule(CAE(), lr=0)
+
+
+def test_deep_encoder_is_deeper_and_has_no_skips():
+    convs = lambda m: sum(isinstance(x, torch.nn.Conv2d) for x in m.encoder.modules())  # noqa: E731
+    deep = CAEDeep()
+    assert convs(deep) > convs(CAE())
+    assert any(isinstance(x, torch.nn.MaxPool2d) for x in deep.encoder.modules())
+    # a plain chain: the encoder is one Sequential, so no input reaches the decoder around it
+    assert isinstance(deep.encoder, torch.nn.Sequential)

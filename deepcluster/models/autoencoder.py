@@ -70,3 +70,52 @@ class CAE(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encode(x)
         return z, self.decode(z)
+
+
+class CAEDeep(nn.Module):
+    """Method B's deeper CAE: repeated convolution + sub-sampling before the code layer.
+
+    Encoder: [conv3×3, conv3×3, maxpool] at 28 → 14, the same at 14 → 7, conv3×3 + maxpool
+    7 → 3, flatten → linear code. The decoder mirrors it (transposed conv 3 → 7, then
+    [conv, conv, upsample] blocks back to 28). No skip connections (they hurt clustering).
+    """
+
+    def __init__(
+        self,
+        activation: str = "relu",
+        code_dim: int = 10,
+        channels: tuple[int, int, int] = (16, 32, 64),
+        in_channels: int = 1,
+        image_size: int = 28,
+    ) -> None:
+        super().__init__()
+        if image_size != 28:
+            raise ValueError(f"CAEDeep expects 28×28 images, got image_size={image_size}")
+        if code_dim < 1:
+            raise ValueError(f"model.code_dim={code_dim} must be >= 1")
+        c1, c2, c3 = channels
+        act = lambda: make_activation(activation)  # noqa: E731
+
+        def conv(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1), act()]
+
+        self.code_dim = code_dim
+        self.encoder = nn.Sequential(
+            *conv(in_channels, c1), *conv(c1, c1), nn.MaxPool2d(2),  # (B, c1, 14, 14)
+            *conv(c1, c2), *conv(c2, c2), nn.MaxPool2d(2),  # (B, c2, 7, 7)
+            *conv(c2, c3), nn.MaxPool2d(2),  # (B, c3, 3, 3)
+            nn.Flatten(),
+            nn.Linear(c3 * 9, code_dim),  # (B, d)
+        )  # fmt: skip
+        self.decoder = nn.Sequential(
+            nn.Linear(code_dim, c3 * 9), act(),
+            nn.Unflatten(1, (c3, 3, 3)),
+            nn.ConvTranspose2d(c3, c2, 3, stride=2), act(),  # (B, c2, 7, 7)
+            *conv(c2, c2), nn.Upsample(scale_factor=2), *conv(c2, c1),  # (B, c1, 14, 14)
+            *conv(c1, c1), nn.Upsample(scale_factor=2),  # (B, c1, 28, 28)
+            nn.Conv2d(c1, in_channels, 3, padding=1),
+        )  # fmt: skip
+
+    encode = CAE.encode
+    decode = CAE.decode
+    forward = CAE.forward

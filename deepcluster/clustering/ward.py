@@ -1,0 +1,67 @@
+"""Exact Ward agglomerative clustering on Euclidean codes, in O(N·d) memory.
+
+`fastcluster.linkage_vector(..., method="ward")` works from the points themselves (nearest-
+neighbour chain), never an N×N or condensed distance matrix: 70 000 × 10 codes take about a
+minute and under 100 MB on 2 cores, where a distance matrix would need ≈ 19.6 GB.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import fastcluster
+import numpy as np
+from scipy.cluster.hierarchy import fcluster
+
+from deepcluster.clustering.base import ClusterResult, check_k, cluster_means
+
+log = logging.getLogger(__name__)
+
+
+def ward_linkage(z: np.ndarray) -> np.ndarray:
+    """SciPy-format linkage matrix (N-1, 4) of exact Ward on z: (N, d) float."""
+    z = np.ascontiguousarray(z, dtype=np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"codes must be (N, d), got shape {z.shape}")
+    if not np.isfinite(z).all():
+        raise ValueError("codes contain NaN or infinite values; Ward needs finite points")
+    return fastcluster.linkage_vector(z, method="ward", metric="euclidean")
+
+
+def cut(linkage: np.ndarray, k: int) -> np.ndarray:
+    """Labels (N,) int64 in [0, k) from cutting the tree into (at most) k clusters."""
+    raw = fcluster(linkage, t=k, criterion="maxclust")  # 1-based cluster ids
+    _, labels = np.unique(raw, return_inverse=True)
+    return labels.astype(np.int64)
+
+
+def ward(z: np.ndarray, k: int) -> ClusterResult:
+    """Ward clustering. z: (N, d) → labels (N,), centers (k, d) = cluster means.
+
+    extra["linkage"] holds the full tree, for the dendrogram.
+    """
+    check_k(len(z), k)
+    start = time.perf_counter()
+    if len(z) > 20_000:
+        log.info("ward: linkage of %d × %d codes (about a minute per 70 000 on 2 cores)…",
+                 *np.shape(z))  # fmt: skip
+    linkage = ward_linkage(z)
+    labels = cut(linkage, k)
+    seconds = time.perf_counter() - start
+    log.info("ward: %d points → %d clusters in %.1f s", len(z), k, seconds)
+    return ClusterResult(
+        labels=labels,
+        centers=cluster_means(z, labels, k),
+        seconds=seconds,
+        extra={"linkage": linkage},
+    )
+
+
+class Ward:
+    """Configured Ward clusterer: `Ward()(z, k)`. Deterministic: no seed, no restarts."""
+
+    name = "ward"
+
+    def __call__(self, z: np.ndarray, k: int) -> ClusterResult:
+        return ward(z, k)
