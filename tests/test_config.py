@@ -83,3 +83,16 @@ def test_k_defaults_to_class_count(compose):
 def test_bad_values_name_the_key(compose, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("(", r"\(")):
         validate_config(compose(override))
+
+
+@pytest.mark.parametrize("launcher, target", [("joblib", "JoblibLauncher"),
+                                              ("slurm", "SlurmLauncher")])  # fmt: skip
+def test_launcher_configs_compose(launcher, target):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", [f"hydra/launcher={launcher}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert cfg.hydra.launcher._target_.endswith(target)

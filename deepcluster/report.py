@@ -1,0 +1,193 @@
+"""Aggregate a Hydra multirun folder into a table and the papers' figures.
+
+    python -m deepcluster.report multirun/2026-11-25/15-00-00 [--out DIR] [--no-wandb]
+
+Every job folder (one holding `.hydra/overrides.yaml`) becomes a row: its overrides, its final
+ACC / NMI / ARI / purity from `metrics.json`, or `failed` (with the error from `failed.json`)
+or `incomplete` (no result: killed or still running). Writes `report.md`, `report.csv` and
+`figures/{acc_vs_k,acc_vs_epoch,latent_maps}.png` into the folder (or --out), and logs the
+table and figures to W&B (offline unless WANDB_MODE=online) as a run of the sweep's group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+SCORES = ("acc", "nmi", "ari", "purity")
+COLUMNS = ("job", "overrides", "status", *SCORES, "epochs", "k", "activation", "dataset",
+           "clusterer", "manifold", "refine", "seed", "error")  # fmt: skip
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Job folders under a multirun folder, in job order (Hydra numbers them 0, 1, …)."""
+    found = [p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")]
+    found = [d for d in found if d != sweep_dir]
+
+    def order(d: Path) -> tuple:
+        rel = d.relative_to(sweep_dir).parts
+        return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in rel)
+
+    return sorted(found, key=order)
+
+
+def read_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
+    overrides = [str(o) for o in (OmegaConf.load(job_dir / ".hydra" / "overrides.yaml") or [])]
+    row: dict[str, Any] = {
+        "job": str(job_dir.relative_to(sweep_dir)),
+        "all_overrides": overrides,
+        "dir": job_dir,
+        "history": [],
+    }
+    metrics_file, failed_file = job_dir / "metrics.json", job_dir / "failed.json"
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        row.update({key: metrics.get(key) for key in COLUMNS if key in metrics})
+        row["history"] = metrics.get("history", [])
+        row["status"] = "ok"
+    elif failed_file.is_file():
+        row["status"] = "failed"
+        row["error"] = json.loads(failed_file.read_text()).get("error", "")
+    else:
+        row["status"] = "incomplete"
+        row["error"] = "no metrics.json: the job was killed or is still running"
+    if row["status"] != "ok":  # still say which variant it was, from the composed config
+        cfg_file = job_dir / ".hydra" / "config.yaml"
+        if cfg_file.is_file():
+            cfg = OmegaConf.load(cfg_file)
+            keys = {"k": "k", "activation": "activation.name", "dataset": "dataset.name",
+                    "clusterer": "clusterer.name"}  # fmt: skip
+            for key, path in keys.items():
+                row[key] = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
+    return row
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def write_tables(rows: list[dict], out_dir: Path, common: list[str]) -> tuple[Path, Path]:
+    md, table = out_dir / "report.md", out_dir / "report.csv"
+    with table.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    shown = [c for c in COLUMNS if c != "error"]
+    lines = [f"Sweep of {len(rows)} jobs; common to all: `{' '.join(common) or '(nothing)'}`", ""]
+    lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(_cell(r.get(c)) for c in shown) + " |" for r in rows]
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        lines += ["", "Jobs without a result:", ""]
+        lines += [f"- `{r['job']}` ({r['overrides']}): **{r['status']}**: {r.get('error', '')}"
+                  for r in failed]  # fmt: skip
+    md.write_text("\n".join(lines) + "\n")
+    return md, table
+
+
+def write_figures(rows: list[dict], out_dir: Path) -> dict[str, Path]:
+    from deepcluster import plots
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        return {}
+    fig_dir = out_dir / "figures"
+    figures = {
+        "acc_vs_k": plots.acc_vs_k(ok, fig_dir / "acc_vs_k.png"),
+        "acc_vs_epoch": plots.acc_vs_epoch(
+            [(r["overrides"] or r["job"], r["history"]) for r in ok if r["history"]],
+            fig_dir / "acc_vs_epoch.png",
+        ),
+    }
+    maps = [(f"{r['overrides'] or r['job']}\nACC {r['acc']:.3f}",
+             r["dir"] / "figures" / "latent_map.png") for r in ok]  # fmt: skip
+    maps = [(label, png) for label, png in maps if png.is_file()]
+    if maps:
+        figures["latent_maps"] = plots.image_grid(maps, fig_dir / "latent_maps.png")
+    return figures
+
+
+def log_to_wandb(rows: list[dict], figures: dict[str, Path], sweep_dir: Path) -> str | None:
+    """One W&B run in the sweep's group holding the table and figures; returns its dir."""
+    import wandb
+
+    run = wandb.init(
+        project=os.environ.get("WANDB_PROJECT", "deepcluster"),
+        group=str(sweep_dir),
+        job_type="report",
+        name=f"report {sweep_dir.name}",
+        dir=str(sweep_dir),
+        mode=os.environ.get("WANDB_MODE", "offline"),
+    )
+    try:
+        table = wandb.Table(columns=list(COLUMNS))
+        for r in rows:
+            table.add_data(*[r.get(c) for c in COLUMNS])
+        run.log({"report/table": table,
+                 **{f"report/{k}": wandb.Image(str(p)) for k, p in figures.items()}})  # fmt: skip
+        return run.dir
+    finally:
+        wandb.finish()
+
+
+def build_report(sweep_dir: Path, out_dir: Path | None = None, use_wandb: bool = True) -> dict:
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"{sweep_dir} is not a folder; pass a multirun/<date>/<time> dir")
+    jobs = job_dirs(sweep_dir)
+    if not jobs:
+        raise FileNotFoundError(
+            f"no Hydra job folders (with .hydra/overrides.yaml) under {sweep_dir}; "
+            "pass the folder a `python -m deepcluster -m …` sweep printed"
+        )
+    out_dir = Path(out_dir or sweep_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [read_job(j, sweep_dir) for j in jobs]
+    # show what varies between jobs; what every job shares goes once above the table
+    common = set.intersection(*(set(r["all_overrides"]) for r in rows))
+    for r in rows:
+        r["overrides"] = " ".join(o for o in r["all_overrides"] if o not in common)
+    md, table = write_tables(rows, out_dir, sorted(common))
+    figures = write_figures(rows, out_dir)
+    wandb_dir = log_to_wandb(rows, figures, sweep_dir) if use_wandb else None
+    return {"rows": rows, "markdown": md, "csv": table, "figures": figures, "wandb": wandb_dir}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepcluster.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("sweep_dir", type=Path, help="a multirun/<date>/<time> folder")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default: there)")
+    parser.add_argument("--no-wandb", action="store_true", help="do not log the table to W&B")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    try:
+        result = build_report(args.sweep_dir, args.out, use_wandb=not args.no_wandb)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = result["rows"]
+    print(result["markdown"].read_text(), end="")
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    print(f"\n{n_ok}/{len(rows)} jobs ok → {result['markdown']}, {result['csv']}"
+          + (f", {len(result['figures'])} figures in {result['markdown'].parent / 'figures'}"
+             if result["figures"] else ""))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Multirun sweeps end to end: every job's outputs, and the report over them."""
+
+import csv
+import json
+
+import pytest
+
+from deepcluster.report import main as report_main
+from tests.conftest import run_cli
+
+TINY = ["trainer.max_epochs=1", "data.batch_size=128", "logger=csv"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    proc = run_cli("-m", "k=5,10", "activation=relu,sigmoid", *TINY,
+                   f"hydra.sweep.dir={out}", cwd=out)  # fmt: skip
+    return out, proc
+
+
+def test_two_by_two_sweep_writes_four_job_folders(sweep):
+    out, proc = sweep
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p.parent for p in out.glob("*/metrics.json"))
+    assert len(jobs) == 4
+    seen = {(json.loads((j / "metrics.json").read_text())["k"],
+             json.loads((j / "metrics.json").read_text())["activation"]) for j in jobs}  # fmt: skip
+    assert seen == {(5, "relu"), (5, "sigmoid"), (10, "relu"), (10, "sigmoid")}
+
+
+def test_report_has_a_row_per_job_and_the_figures(sweep, capsys):
+    out, _ = sweep
+    assert report_main([str(out), "--no-wandb"]) == 0
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert {r["overrides"] for r in rows} == {
+        "k=5 activation=relu", "k=5 activation=sigmoid",
+        "k=10 activation=relu", "k=10 activation=sigmoid",
+    }  # fmt: skip
+    assert all(0.0 < float(r["acc"]) <= 1.0 for r in rows)
+    md = (out / "report.md").read_text()
+    assert md.count("\n| ") == 1 + 4  # header + four rows (the separator starts with |-)
+    for fig in ("acc_vs_k", "acc_vs_epoch", "latent_maps"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
+    assert "4/4 jobs ok" in capsys.readouterr().out
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    # k=5000 > 1797 digits: that job fails validation; the others run (two at a time, joblib)
+    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    proc = run_cli("-m", "k=3,5000,4", *TINY, *launcher, f"hydra.sweep.dir={tmp_path}",
+                   cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    failed = json.loads((tmp_path / "1" / "failed.json").read_text())
+    assert "k=5000 is larger than the number of images (1797)" in failed["error"]
+    assert report_main([str(tmp_path), "--no-wandb"]) == 0
+    rows = {r["overrides"]: r for r in csv.DictReader((tmp_path / "report.csv").open())}
+    assert rows["k=3"]["status"] == rows["k=4"]["status"] == "ok"
+    assert rows["k=5000"]["status"] == "failed" and "k=5000" in rows["k=5000"]["error"]
+    assert "**failed**" in (tmp_path / "report.md").read_text()
+
+
+def test_report_logs_to_wandb_offline(sweep, monkeypatch):
+    out, _ = sweep
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert report_main([str(out), "--out", str(out / "again")]) == 0
+    assert list((out / "wandb").glob("offline-run-*")), "report run missing from W&B dir"
+
+
+def test_report_on_a_folder_without_jobs_is_a_clear_error(tmp_path, capsys):
+    assert report_main([str(tmp_path)]) == 2
+    assert "no Hydra job folders" in capsys.readouterr().err
