@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 ARGS    ?=
 export DEEPCLUSTER_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup run test test-slow test-all lint format bench clean
+.PHONY: setup run test test-slow test-all lint format bench report clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,15 +33,21 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: setup
-	$(BIN)/ruff check deepcluster tests bench
-	$(BIN)/ruff format --check deepcluster tests bench
+	$(BIN)/ruff check deepcluster tests
+	$(BIN)/ruff format --check deepcluster tests
 
 format: setup
-	$(BIN)/ruff format deepcluster tests bench
-	$(BIN)/ruff check --fix deepcluster tests bench
+	$(BIN)/ruff format deepcluster tests
+	$(BIN)/ruff check --fix deepcluster tests
 
+## performance benchmark → bench/results.json, bench/results.md (ARGS="--acc90-run outputs/…")
 bench: setup
 	$(BIN)/python -m deepcluster.bench $(ARGS)
+
+## table + figures of a sweep: make report DIR=multirun/2026-11-25/15-00-00
+report: setup
+	@test -n "$(DIR)" || { echo "usage: make report DIR=multirun/<date>/<time>"; exit 2; }
+	$(BIN)/python -m deepcluster.report $(DIR) $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

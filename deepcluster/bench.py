@@ -6,7 +6,9 @@ All figures come from one run on this machine, the compared loops interleaved (b
      deepcluster's Lightning path vs. the peer a user would write (torchvision MNIST +
      ToTensor + DataLoader) vs. a bare loop over an in-memory tensor; FLOPs per image from
      torch.utils.flop_counter and the fraction of the CPU's peak FP32 rate they reach;
-  2. the embedding pass over all images; 3. k-means (and Ward, when available) at N=70 000.
+    2. the embedding pass over all images; 3. k-means at N=70 000, Ward (ours, fastcluster) at
+     20 000 and 70 000 next to scikit-learn's AgglomerativeClustering(ward) at 20 000, each in
+     a fresh process for its peak memory.
 """
 
 from __future__ import annotations
@@ -221,23 +223,51 @@ def kmeans_time(z: np.ndarray, k: int = 10) -> float:
     return kmeans(z, k, n_init=10, seed=0).seconds
 
 
-def ward_in_subprocess(z_path: Path) -> dict | None:
-    """Ward at N=70 000 in a fresh process: time and peak RSS above the post-import baseline."""
-    code = (
-        "import json,resource,sys,numpy as np\n"
-        "from deepcluster.clustering.ward import ward\n"
-        "z=np.load(sys.argv[1]); base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "r=ward(z,10)\n"
-        "peak=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(json.dumps({'s':r.seconds,'peak_mb':(peak-base)/1024}))\n"
-    )
-    try:
-        import deepcluster.clustering.ward  # noqa: F401
-    except ImportError:
-        return None
-    out = subprocess.run([sys.executable, "-c", code, str(z_path)], capture_output=True,
-                         text=True, check=True)  # fmt: skip
+_AGGLO_CODE = """
+import json, resource, sys, time
+import numpy as np
+kind, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+z = np.load(path)[:n].astype(np.float64)
+if kind == "ward":
+    from deepcluster.clustering.ward import ward
+else:
+    from sklearn.cluster import AgglomerativeClustering
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+if kind == "ward":
+    ward(z, 10)
+else:
+    AgglomerativeClustering(n_clusters=10, linkage="ward").fit(z)
+seconds = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"s": seconds, "peak_mb": (peak - base) / 1024}))
+"""
+
+
+def agglomerative_in_subprocess(kind: str, z_path: Path, n: int) -> dict:
+    """Ward ('ward': ours, fastcluster) or scikit-learn's ('sklearn') on the first n codes,
+    in a fresh process: seconds and peak RSS above the baseline after imports and data."""
+    out = subprocess.run([sys.executable, "-c", _AGGLO_CODE, kind, str(z_path), str(n)],
+                         capture_output=True, text=True, check=True)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def time_to_acc(run_dir: Path, target: float) -> float | None:
+    """Seconds from the start of training until the run's ACC first reached `target`.
+
+    From the run's own records: metrics.json's history (ACC per epoch, computed with labels
+    only to score) and run_info.json's elapsed time at each of those clusterings.
+    """
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    info = json.loads((run_dir / "run_info.json").read_text())
+    if info.get("resumed_from"):
+        raise SystemExit(f"{run_dir} continued another run: its clock does not start at zero")
+    elapsed = {t["epoch"]: t.get("elapsed_s") for t in info["timings"]}
+    for entry in metrics["history"]:
+        if entry["acc"] is not None and entry["acc"] >= target:
+            return elapsed.get(entry["epoch"])
+    _log(f"{run_dir}: ACC never reached {target}")
+    return None
 
 
 # --- main ------------------------------------------------------------------------------
@@ -249,9 +279,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out", default="bench/results.json")
-    p.add_argument("--no-ward", action="store_true")
-    p.add_argument("--time-to-acc90", type=float, default=None,
-                   help="a measured time-to-ACC-0.90 (s) to record; see RESULTS.md")  # fmt: skip
+    p.add_argument("--no-ward", action="store_true", help="skip the Ward measurements")
+    p.add_argument("--no-sklearn-ward", action="store_true",
+                   help="skip scikit-learn's Ward at 20 000 (needs ≈ 3 GB)")  # fmt: skip
+    p.add_argument("--acc90-run", type=Path, default=None,
+                   help="a finished MNIST-full run folder: record when its ACC first reached "
+                        "0.90 (seconds since its training began)")  # fmt: skip
     args = p.parse_args(argv)
     bs, steps, warm = args.batch_size, args.steps, args.warmup
 
@@ -287,16 +320,21 @@ def main(argv: list[str] | None = None) -> dict:
     z = codes_70k(images)
     km = kmeans_time(z)
     _log(f"k-means 70k: {km:.2f} s")
-    ward = None
+    agglo: dict[str, dict] = {}
     if not args.no_ward:
         z_path = Path(args.out).with_name("codes_70k.npy")
+        z_path.parent.mkdir(parents=True, exist_ok=True)
         np.save(z_path, z)
+        jobs = [("ward", 20_000), ("ward", len(z))]
+        if not args.no_sklearn_ward:
+            jobs.append(("sklearn", 20_000))
         try:
-            ward = ward_in_subprocess(z_path)
+            for kind, n in jobs:
+                key = f"{'sklearn_ward' if kind == 'sklearn' else 'ward'}_{n // 1000}k"
+                agglo[key] = agglomerative_in_subprocess(kind, z_path, n)
+                _log(f"{key}: {agglo[key]['s']:.1f} s, {agglo[key]['peak_mb']:.0f} MB")
         finally:
             z_path.unlink(missing_ok=True)
-        if ward:
-            _log(f"ward 70k: {ward['s']:.1f} s, {ward['peak_mb']:.0f} MB")
 
     results = {
         "machine": info,
@@ -318,16 +356,27 @@ def main(argv: list[str] | None = None) -> dict:
         "kmeans_70k_s": round(km, 3),
         "self_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
-    if ward:
-        results["ward_70k_s"] = round(ward["s"], 2)
-        results["ward_70k_peak_mb"] = round(ward["peak_mb"], 1)
-    if args.time_to_acc90 is not None:
-        results["time_to_acc90_s"] = args.time_to_acc90
+    for key, value in agglo.items():
+        results[f"{key}_s"] = round(value["s"], 2)
+        results[f"{key}_peak_mb"] = round(value["peak_mb"], 1)
+    if "sklearn_ward_20k" in agglo and "ward_20k" in agglo:
+        ours, theirs = agglo["ward_20k"], agglo["sklearn_ward_20k"]
+        results["sklearn_vs_ward_20k_time"] = round(theirs["s"] / ours["s"], 2)
+        results["sklearn_vs_ward_20k_memory"] = round(
+            theirs["peak_mb"] / max(ours["peak_mb"], 1), 1
+        )
+    if args.acc90_run is not None:
+        reached = time_to_acc(args.acc90_run, 0.90)
+        if reached is not None:
+            results["time_to_acc90_s"] = round(reached, 1)
+            results["time_to_acc90_run"] = str(args.acc90_run)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
-    _log(f"wrote {out}")
+    text = table(results)
+    out.with_suffix(".md").write_text(text + "\n")
+    print(text)
+    _log(f"wrote {out} and {out.with_suffix('.md')}")
     return results
 
 
@@ -345,9 +394,17 @@ def table(r: dict) -> str:
         ("embedding pass", f"{r['embed_img_per_s']:.0f} img/s"),
         ("k-means, N=70 000, d=10, n_init=10", f"{r['kmeans_70k_s']:.2f} s"),
     ]  # fmt: skip
-    if "ward_70k_s" in r:
-        ward = f"{r['ward_70k_s']:.1f} s, {r['ward_70k_peak_mb']} MB"
-        rows.append(("Ward, N=70 000, d=10", ward))
+    for key, label in (("ward_20k", "Ward (fastcluster), N=20 000, d=10"),
+                       ("ward_70k", "Ward (fastcluster), N=70 000, d=10"),
+                       ("sklearn_ward_20k", "scikit-learn Ward, N=20 000, d=10")):  # fmt: skip
+        if f"{key}_s" in r:
+            rows.append((label, f"{r[f'{key}_s']:.1f} s, peak +{r[f'{key}_peak_mb']:.0f} MB"))
+    if "sklearn_vs_ward_20k_time" in r:
+        rows.append(("scikit-learn / ours at 20 000",
+                     f"{r['sklearn_vs_ward_20k_time']}× time, "
+                     f"{r['sklearn_vs_ward_20k_memory']}× memory"))  # fmt: skip
+    if "time_to_acc90_s" in r:
+        rows.append(("time to ACC 0.90 on MNIST-full", f"{r['time_to_acc90_s']:.0f} s"))
     width = max(len(a) for a, _ in rows)
     return "\n".join(f"| {a:<{width}} | {b} |" for a, b in rows)
 
