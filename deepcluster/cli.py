@@ -202,7 +202,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     model = _instantiate(cfg.model)
     module = DeepClusterModule(
         model, lr=cfg.optim.lr, recon_weight=cfg.refine.recon_weight,
-        embed_batch_size=cfg.embed_batch_size,
+        embed_batch_size=cfg.embed_batch_size, channels_last=bool(cfg.get("channels_last", False)),
     )  # fmt: skip
     manifold, manifold_every = _make_manifold(cfg)
     callback = ClusteringCallback(

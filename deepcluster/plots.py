@@ -114,8 +114,9 @@ def acc_vs_k(rows: Sequence[dict], path: Path, title: str = "") -> Path:
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(range(len(ks)), [f"k={k}" for k in ks])
     ax.set_ylabel("ACC")
-    ax.set_ylim(0, 1)
-    ax.legend(title="activation", loc="lower right")
+    ax.set_ylim(0, 1.15)  # headroom for the legend above the bars
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.legend(title="activation", loc="upper center", ncol=max(len(groups), 1), fontsize=8)
     ax.set_title(title or "final ACC per k and activation")
     return _save(fig, path)
 

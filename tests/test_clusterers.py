@@ -46,3 +46,20 @@ def test_kmeans_rejects_bad_k(k, match):
 def test_cluster_means():
     z = np.array([[0.0, 2.0], [2.0, 4.0], [10.0, 10.0]])
     np.testing.assert_allclose(cluster_means(z, np.array([0, 0, 1]), 3), [[1, 3], [10, 10], [0, 0]])
+
+
+def test_torch_kmeans_matches_sklearn_on_blobs():
+    from sklearn.datasets import make_blobs
+
+    from deepcluster.clustering.kmeans import kmeans_torch
+
+    x, y = make_blobs(600, n_features=10, centers=6, cluster_std=1.5, random_state=3)
+    ours = kmeans_torch(x, 6, seed=0)
+    ref = kmeans(x, 6, seed=0)
+    assert cluster_accuracy(ref.labels, ours.labels) == 1.0
+    assert cluster_accuracy(y, ours.labels) == 1.0
+    np.testing.assert_allclose(ours.centers, cluster_means(x, ours.labels, 6), atol=1e-4)
+    again = KMeans(backend="torch", seed=0)(x, 6)
+    assert (again.labels == ours.labels).all()  # seeded: the same on a second call
+    with pytest.raises(ValueError, match="clusterer.backend='gpu' must be one of"):
+        KMeans(backend="gpu")
