@@ -196,7 +196,7 @@ def flops_per_train_image(bs: int) -> float:
 
 
 # --- inference and clustering ----------------------------------------------------------
-def embed_rate(images: torch.Tensor, batch_size: int = 8192) -> float:
+def embed_rate(images: torch.Tensor, batch_size: int = 2048) -> float:  # the config default
     module = DeepClusterModule(_model(False))
     module.embed(images[:batch_size])
     t0 = time.perf_counter()
