@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out", default="bench/results.json")
+    p.add_argument("--n-images", type=int, default=None, help="use only the first N (smoke tests)")
     p.add_argument("--no-ward", action="store_true", help="skip the Ward measurements")
     p.add_argument("--no-sklearn-ward", action="store_true",
                    help="skip scikit-learn's Ward at 20 000 (needs ≈ 3 GB)")  # fmt: skip
@@ -292,6 +293,8 @@ def main(argv: list[str] | None = None) -> dict:
     info["sgemm_gflops"] = round(sgemm_gflops(), 1)
     _log(f"cpu: {info}")
     images, source = load_images(args.data_root)
+    if args.n_images:
+        images = images[: args.n_images]
     _log(f"data: {source}, {len(images)} images")
 
     runs: dict[str, list[float]] = {}
@@ -325,9 +328,10 @@ def main(argv: list[str] | None = None) -> dict:
         z_path = Path(args.out).with_name("codes_70k.npy")
         z_path.parent.mkdir(parents=True, exist_ok=True)
         np.save(z_path, z)
-        jobs = [("ward", 20_000), ("ward", len(z))]
+        small = min(20_000, len(z))  # 20 000, or fewer with --n-images
+        jobs = [("ward", small), ("ward", len(z))] if len(z) > small else [("ward", small)]
         if not args.no_sklearn_ward:
-            jobs.append(("sklearn", 20_000))
+            jobs.append(("sklearn", small))
         try:
             for kind, n in jobs:
                 key = f"{'sklearn_ward' if kind == 'sklearn' else 'ward'}_{n // 1000}k"
@@ -359,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict:
     for key, value in agglo.items():
         results[f"{key}_s"] = round(value["s"], 2)
         results[f"{key}_peak_mb"] = round(value["peak_mb"], 1)
-    if "sklearn_ward_20k" in agglo and "ward_20k" in agglo:
+    if "sklearn_ward_20k" in agglo and "ward_20k" in agglo:  # the full-size run only
         ours, theirs = agglo["ward_20k"], agglo["sklearn_ward_20k"]
         results["sklearn_vs_ward_20k_time"] = round(theirs["s"] / ours["s"], 2)
         results["sklearn_vs_ward_20k_memory"] = round(
