@@ -72,3 +72,29 @@ def test_report_logs_to_wandb_offline(sweep, monkeypatch):
 def test_report_on_a_folder_without_jobs_is_a_clear_error(tmp_path, capsys):
     assert report_main([str(tmp_path)]) == 2
     assert "no Hydra job folders" in capsys.readouterr().err
+
+
+def test_sweep_job_is_its_own_wandb_run_grouped_and_tagged(compose, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from deepcluster import cli
+
+    fake = SimpleNamespace(
+        sweep=SimpleNamespace(dir="multirun/2026-11-25/15-00-00"),
+        job=SimpleNamespace(override_dirname="activation=relu,k=5", num=0),
+        overrides=SimpleNamespace(task=["k=5", "activation=relu", "hydra.verbose=true"]),
+    )
+    monkeypatch.setattr(cli, "_is_multirun", lambda: True)
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: fake))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose("logger=wandb", "k=5", f"data.root={tmp_path}")
+    wandb_logger = next(
+        lg for lg in cli._make_loggers(cfg, tmp_path) if "Wandb" in type(lg).__name__
+    )
+    init = wandb_logger._wandb_init
+    assert init["group"] == "multirun/2026-11-25/15-00-00"
+    assert init["name"] == "activation=relu,k=5"
+    assert set(init["tags"]) == {"k=5", "activation=relu"}  # hydra.* settings are not tags
+    cli._finish_wandb([wandb_logger])
