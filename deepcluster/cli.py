@@ -323,6 +323,7 @@ def _write_run_info(out_dir: Path, callback, started: float, ckpt_path: str | No
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "resumed_from": ckpt_path,
         "timings": [_jsonable(t) for t in callback.timings],
+        "ddp_rank_agreement_checks": callback.rank_checks,
     }
     (out_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
 

@@ -116,12 +116,17 @@ def test_no_secret_in_saved_files(tmp_path):
 
 
 def test_ddp_matches_single_process(tmp_path):
-    common = ["dataset=digits", "trainer.max_epochs=3", "logger=csv", "plots=false",
-              "trainer.enable_progress_bar=false"]  # fmt: skip
+    common = ["dataset=digits", "trainer.max_epochs=4", "logger=csv", "plots=false",
+              "trainer.enable_progress_bar=false", "refine=dekm", "pretrain_epochs=2",
+              "refine.update_interval=3"]  # fmt: skip
     accs = {}
     for name, extra in (("single", []), ("ddp", ["trainer=ddp"])):
         out = tmp_path / name
         proc = run_cli(*common, *extra, f"hydra.run.dir={out}", cwd=tmp_path, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         accs[name] = json.loads((out / "metrics.json").read_text())["acc"]
+        checks = json.loads((out / "run_info.json").read_text())["ddp_rank_agreement_checks"]
+        # under DDP, every update (epoch ends and refinement steps) compared the ranks' labels
+        # and targets; a mismatch would have stopped the run
+        assert (checks > 4) if name == "ddp" else (checks == 0), (name, checks)
     assert abs(accs["ddp"] - accs["single"]) <= 0.02, accs

@@ -6,6 +6,7 @@ result is broadcast, so all ranks train on the same labels and targets.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -81,6 +82,7 @@ class ClusteringCallback(Callback):
         self.labels: np.ndarray | None = None
         self.stop_reason = "max_epochs"
         self.n_updates = 0
+        self.rank_checks = 0  # updates at which all DDP ranks were checked to agree
         # transient
         self.last_codes: np.ndarray | None = None  # (N, d) codes of the last update
         self.last_result: ClusterResult | None = None  # its clustering (extra: e.g. linkage)
@@ -164,6 +166,8 @@ class ClusteringCallback(Callback):
             else:
                 targets = None
             pl_module.set_targets(*trainer.strategy.broadcast(targets, src=0))
+        if trainer.world_size > 1:
+            self._check_ranks_agree(trainer, pl_module)
             if converged:
                 self.stop_reason = (
                     f"converged: {changed:.2%} of labels changed (< tol {self.tol:.2%}) "
@@ -178,6 +182,22 @@ class ClusteringCallback(Callback):
             "manifold": use_manifold,
             "phase": "refine" if was_refining else "pretrain",
         }
+
+    def _check_ranks_agree(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Every rank must now hold the same labels and targets: compare digests, fail loudly."""
+        h = hashlib.blake2b(digest_size=7)
+        h.update(np.ascontiguousarray(self.labels).tobytes())
+        if pl_module.refining:
+            h.update(pl_module.targets.detach().cpu().numpy().tobytes())
+            h.update(pl_module.rotation.detach().cpu().numpy().tobytes())
+        mine = torch.tensor([int.from_bytes(h.digest(), "big")], device=pl_module.device)
+        every = trainer.strategy.all_gather(mine).reshape(-1)  # (world_size,)
+        if not bool((every == every[0]).all()):
+            raise RuntimeError(
+                f"ranks disagree on the clustering at epoch {trainer.current_epoch}, step "
+                f"{trainer.global_step}: digests {every.tolist()}. Please report this."
+            )
+        self.rank_checks += 1
 
     # --- hooks -------------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
