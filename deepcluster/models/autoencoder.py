@@ -22,6 +22,24 @@ def make_activation(name: str) -> nn.Module:
         raise ValueError(f"activation={name!r} is unknown; choose one of {choices}") from None
 
 
+INITS = ("default", "glorot")
+
+
+def init_weights(model: nn.Module, scheme: str) -> nn.Module:
+    """`default`: PyTorch's (Kaiming-uniform, suits ReLU). `glorot`: Glorot/Xavier-uniform
+    weights and zero biases — Keras' default, derived for sigmoid/tanh, which otherwise
+    saturate and leave the CAE stuck at the mean image."""
+    if scheme not in INITS:
+        raise ValueError(f"model.init={scheme!r} must be one of {', '.join(INITS)}")
+    if scheme == "glorot":
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+    return model
+
+
 class CAE(nn.Module):
     """Method A's CAE (DEC/DEKM): 5×5/32 → 5×5/64 → 3×3/128 convs, stride 2, → linear code.
 
@@ -36,6 +54,7 @@ class CAE(nn.Module):
         channels: tuple[int, int, int] = (32, 64, 128),
         in_channels: int = 1,
         image_size: int = 28,
+        init: str = "default",
     ) -> None:
         super().__init__()
         if image_size != 28:
@@ -59,6 +78,7 @@ class CAE(nn.Module):
             nn.ConvTranspose2d(c2, c1, 5, stride=2, padding=2, output_padding=1), act(),  # 14
             nn.ConvTranspose2d(c1, in_channels, 5, stride=2, padding=2, output_padding=1),  # 28
         )  # fmt: skip
+        init_weights(self, init)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, 28, 28) float → (B, d)."""
@@ -87,6 +107,7 @@ class CAEDeep(nn.Module):
         channels: tuple[int, int, int] = (16, 32, 64),
         in_channels: int = 1,
         image_size: int = 28,
+        init: str = "default",
     ) -> None:
         super().__init__()
         if image_size != 28:
@@ -115,6 +136,7 @@ class CAEDeep(nn.Module):
             *conv(c1, c1), nn.Upsample(scale_factor=2),  # (B, c1, 28, 28)
             nn.Conv2d(c1, in_channels, 3, padding=1),
         )  # fmt: skip
+        init_weights(self, init)
 
     encode = CAE.encode
     decode = CAE.decode
