@@ -166,14 +166,14 @@ class ClusteringCallback(Callback):
             else:
                 targets = None
             pl_module.set_targets(*trainer.strategy.broadcast(targets, src=0))
-        if trainer.world_size > 1:
-            self._check_ranks_agree(trainer, pl_module)
             if converged:
                 self.stop_reason = (
                     f"converged: {changed:.2%} of labels changed (< tol {self.tol:.2%}) "
                     f"at epoch {trainer.current_epoch}, step {trainer.global_step}"
                 )
                 trainer.should_stop = True
+        if trainer.world_size > 1:
+            self._check_ranks_agree(trainer, pl_module)
         return {
             "changed": changed,
             "embed_s": t_embed,
