@@ -42,7 +42,7 @@ format: setup
 
 ## performance benchmark → bench/results.json, bench/results.md (ARGS="--acc90-run outputs/…")
 bench: setup
-	$(BIN)/python -m deepcluster.bench $(ARGS)
+	$(BIN)/python bench/bench.py $(ARGS)
 
 ## table + figures of a sweep: make report DIR=multirun/2026-11-25/15-00-00
 report: setup

@@ -11,3 +11,17 @@ class ConfigError(DeepClusterError):
 
 class DataError(DeepClusterError):
     pass
+
+
+class ClusteringError(DeepClusterError):
+    """The clustering step failed (on rank 0 under DDP: every rank stops with it)."""
+
+
+class MissingExtraError(ConfigError):
+    """An option needs a package that is an optional extra of deepcluster."""
+
+    def __init__(self, option: str, extra: str) -> None:
+        super().__init__(
+            f"{option} needs an optional dependency that is not installed: "
+            f"pip install 'deepcluster[{extra}]'"
+        )

@@ -1,4 +1,5 @@
-"""Figures: latent 2-D map, ACC-vs-epoch curve, confusion matrix, Ward dendrogram (PNG)."""
+"""Figures (PNG): cluster samples, latent map, scores per epoch, confusion, dendrogram, k search;
+and the sweep report's. Each takes arrays and a path, returns the path."""
 
 from __future__ import annotations
 
@@ -34,47 +35,131 @@ def project_2d(z: np.ndarray, max_points: int = 5000, seed: int = 0):
     return sub, idx
 
 
-def latent_map(z: np.ndarray, labels: np.ndarray, path: Path, title: str = "") -> Path:
-    """Scatter of the codes (PCA to 2-D) coloured by cluster."""
+def latent_map(
+    z: np.ndarray,
+    labels: np.ndarray,
+    path: Path,
+    title: str = "",
+    classes: np.ndarray | None = None,
+) -> Path:
+    """Scatter of the codes (PCA to 2-D) coloured by cluster, and beside it by class."""
     xy, idx = project_2d(z)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    k = int(labels.max()) + 1
-    ax.scatter(xy[:, 0], xy[:, 1], c=labels[idx], cmap="tab20" if k > 10 else "tab10", s=3,
-               alpha=0.7, linewidths=0)  # fmt: skip
-    ax.set_title(title or "codes (PCA), coloured by cluster")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    panels = [("cluster", labels)] + ([("class", classes)] if classes is not None else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5), squeeze=False)
+    for ax, (what, colour) in zip(axes[0], panels):
+        n = int(colour.max()) + 1
+        ax.scatter(
+            xy[:, 0],
+            xy[:, 1],
+            c=colour[idx],
+            cmap="tab20" if n > 10 else "tab10",
+            s=3,
+            alpha=0.7,
+            linewidths=0,
+        )
+        ax.set_title(f"codes (PCA), coloured by {what}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 
-def accuracy_curve(history: Sequence[dict], path: Path, title: str = "") -> Path:
-    """ACC and NMI per epoch; refinement epochs shaded."""
+def scores_curve(history: Sequence[dict], path: Path, title: str = "") -> Path:
+    """Per clustered epoch: ACC and NMI (with labels) and the silhouette; refinement shaded."""
+    history = [h for h in history if "silhouette" in h]  # the monitoring cadence skips some
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    ax.plot(epochs, [h["acc"] for h in history], "o-", label="ACC")
-    ax.plot(epochs, [h["nmi"] for h in history], "s--", label="NMI")
+    for key, style in (("acc", "o-"), ("nmi", "s--"), ("silhouette", "^:")):
+        values = [h.get(key) for h in history]
+        if any(v is not None for v in values):
+            ax.plot(epochs, [np.nan if v is None else v for v in values], style, label=key)
     refine = [h["epoch"] for h in history if h.get("phase") == "refine"]
     if refine:
         ax.axvspan(min(refine) - 0.5, max(refine) + 0.5, color="0.9", label="refinement")
     ax.set_xlabel("epoch")
     ax.set_ylabel("score")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(min(0, *[h.get("silhouette") or 0 for h in history]), 1)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title or "clustering quality per epoch")
     return _save(fig, path)
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str = "") -> Path:
-    """Classes × clusters counts."""
-    table = contingency_matrix(y_true, y_pred)
-    fig, ax = plt.subplots(figsize=(0.45 * table.shape[1] + 2, 0.45 * table.shape[0] + 1.5))
+    """Classes × clusters counts, clusters ordered by their matched class (Hungarian)."""
+    from scipy.optimize import linear_sum_assignment
+
+    table = contingency_matrix(y_true, y_pred)  # (C, k)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    matched = [c for _, c in sorted(zip(rows, cols))]
+    order = matched + [c for c in range(table.shape[1]) if c not in matched]
+    table = table[:, order]
+    fig, ax = plt.subplots(figsize=(0.55 * table.shape[1] + 2, 0.5 * table.shape[0] + 1.5))
     ax.imshow(table, cmap="Blues")
-    ax.set_xlabel("cluster")
+    high = table.max() / 2
+    for (i, j), count in np.ndenumerate(table):
+        if count:
+            ax.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if count > high else "black",
+            )
+    ax.set_xlabel("cluster (ordered by matched class)")
     ax.set_ylabel("class")
-    ax.set_xticks(range(table.shape[1]))
+    ax.set_xticks(range(table.shape[1]), [str(c) for c in order])
     ax.set_yticks(range(table.shape[0]))
     ax.set_title(title or "classes × clusters")
+    return _save(fig, path)
+
+
+def cluster_samples(
+    images,
+    z: np.ndarray,
+    labels: np.ndarray,
+    centers: np.ndarray,
+    path: Path,
+    title: str = "",
+    per_cluster: int = 12,
+) -> Path:
+    """One row per cluster: its size and the images whose codes lie nearest its centre."""
+    k = len(centers)
+    fig, axes = plt.subplots(
+        k, per_cluster + 1, figsize=(0.8 * (per_cluster + 1), 0.8 * k + 0.6), squeeze=False
+    )
+    for c in range(k):
+        members = np.flatnonzero(labels == c)
+        dist = ((z[members] - centers[c]) ** 2).sum(1)
+        nearest = members[np.argsort(dist)[:per_cluster]]
+        axes[c, 0].text(0.5, 0.5, f"{c}\n{len(members)}", ha="center", va="center", fontsize=8)
+        for j, ax in enumerate(axes[c]):
+            ax.axis("off")
+            if 1 <= j <= len(nearest):
+                img = images[nearest[j - 1]].permute(1, 2, 0).cpu().numpy()  # (H, W, C) uint8
+                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
+    fig.suptitle(
+        (title + "\n" if title else "") + "cluster, size | images nearest its centre", fontsize=9
+    )
+    return _save(fig, path)
+
+
+def k_search(choice, path: Path, title: str = "") -> Path:
+    """The label-free score per candidate k; the chosen k marked."""
+    ks = sorted(choice.scores)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(ks, [choice.scores[k] for k in ks], "o-")
+    ax.axvline(choice.k, ls="--", c="C3", label=f"chosen k={choice.k}")
+    ax.set_xlabel("k")
+    ax.set_ylabel(
+        choice.criterion
+        + (" (higher is better)" if choice.higher_is_better else " (lower is better)")
+    )
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "choosing k without labels")
     return _save(fig, path)
 
 
@@ -83,8 +168,16 @@ def dendrogram(linkage: np.ndarray, k: int, path: Path, title: str = "", top: in
     from scipy.cluster.hierarchy import dendrogram as _dendrogram
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    _dendrogram(linkage, truncate_mode="lastp", p=top, ax=ax, show_leaf_counts=True,
-                leaf_rotation=90, leaf_font_size=7, color_threshold=0)  # fmt: skip
+    _dendrogram(
+        linkage,
+        truncate_mode="lastp",
+        p=top,
+        ax=ax,
+        show_leaf_counts=True,
+        leaf_rotation=90,
+        leaf_font_size=7,
+        color_threshold=0,
+    )
     if 2 <= k <= len(linkage):
         # the k-cluster cut lies between the (k-1)-th and k-th highest merges
         heights = np.sort(linkage[:, 2])[::-1]
@@ -125,8 +218,8 @@ def acc_vs_epoch(runs: Sequence[tuple[str, Sequence[dict]]], path: Path, title: 
     """ACC per epoch, one line per job: runs = [(label, history), …]."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, history in runs:
-        ax.plot([h["epoch"] for h in history], [h["acc"] for h in history], "o-", ms=3,
-                label=label)  # fmt: skip
+        history = [h for h in history if h.get("acc") is not None]
+        ax.plot([h["epoch"] for h in history], [h["acc"] for h in history], "o-", ms=3, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("ACC")
     ax.set_ylim(0, 1)

@@ -22,8 +22,21 @@ from typing import Any
 from omegaconf import OmegaConf
 
 SCORES = ("acc", "nmi", "ari", "purity")
-COLUMNS = ("job", "overrides", "status", *SCORES, "epochs", "k", "activation", "dataset",
-           "clusterer", "manifold", "refine", "seed", "error")  # fmt: skip
+COLUMNS = (
+    "job",
+    "overrides",
+    "status",
+    *SCORES,
+    "epochs",
+    "k",
+    "activation",
+    "dataset",
+    "clusterer",
+    "manifold",
+    "refine",
+    "seed",
+    "error",
+)
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -62,8 +75,12 @@ def read_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         cfg_file = job_dir / ".hydra" / "config.yaml"
         if cfg_file.is_file():
             cfg = OmegaConf.load(cfg_file)
-            keys = {"k": "k", "activation": "activation.name", "dataset": "dataset.name",
-                    "clusterer": "clusterer.name"}  # fmt: skip
+            keys = {
+                "k": "k",
+                "activation": "activation.name",
+                "dataset": "dataset.name",
+                "clusterer": "clusterer.name",
+            }
             for key, path in keys.items():
                 row[key] = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
     return row
@@ -90,8 +107,10 @@ def write_tables(rows: list[dict], out_dir: Path, common: list[str]) -> tuple[Pa
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         lines += ["", "Jobs without a result:", ""]
-        lines += [f"- `{r['job']}` ({r['overrides']}): **{r['status']}**: {r.get('error', '')}"
-                  for r in failed]  # fmt: skip
+        lines += [
+            f"- `{r['job']}` ({r['overrides']}): **{r['status']}**: {r.get('error', '')}"
+            for r in failed
+        ]
     md.write_text("\n".join(lines) + "\n")
     return md, table
 
@@ -110,8 +129,13 @@ def write_figures(rows: list[dict], out_dir: Path) -> dict[str, Path]:
             fig_dir / "acc_vs_epoch.png",
         ),
     }
-    maps = [(f"{r['overrides'] or r['job']}\nACC {r['acc']:.3f}",
-             r["dir"] / "figures" / "latent_map.png") for r in ok]  # fmt: skip
+    maps = [
+        (
+            f"{r['overrides'] or r['job']}\nACC {r['acc']:.3f}",
+            r["dir"] / "figures" / "latent_map.png",
+        )
+        for r in ok
+    ]
     maps = [(label, png) for label, png in maps if png.is_file()]
     if maps:
         figures["latent_maps"] = plots.image_grid(maps, fig_dir / "latent_maps.png")
@@ -134,8 +158,12 @@ def log_to_wandb(rows: list[dict], figures: dict[str, Path], sweep_dir: Path) ->
         table = wandb.Table(columns=list(COLUMNS))
         for r in rows:
             table.add_data(*[r.get(c) for c in COLUMNS])
-        run.log({"report/table": table,
-                 **{f"report/{k}": wandb.Image(str(p)) for k, p in figures.items()}})  # fmt: skip
+        run.log(
+            {
+                "report/table": table,
+                **{f"report/{k}": wandb.Image(str(p)) for k, p in figures.items()},
+            }
+        )
         return run.dir
     finally:
         wandb.finish()
@@ -183,9 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = result["rows"]
     print(result["markdown"].read_text(), end="")
     n_ok = sum(r["status"] == "ok" for r in rows)
-    print(f"\n{n_ok}/{len(rows)} jobs ok → {result['markdown']}, {result['csv']}"
-          + (f", {len(result['figures'])} figures in {result['markdown'].parent / 'figures'}"
-             if result["figures"] else ""))  # fmt: skip
+    print(
+        f"\n{n_ok}/{len(rows)} jobs ok → {result['markdown']}, {result['csv']}"
+        + (
+            f", {len(result['figures'])} figures in {result['markdown'].parent / 'figures'}"
+            if result["figures"]
+            else ""
+        )
+    )
     return 0
 
 

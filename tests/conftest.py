@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import deepcluster.cli  # noqa: F401  registers the config schema and resolvers
+
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 
@@ -40,5 +42,9 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600):
     full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "deepcluster", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -17,9 +17,16 @@ pytestmark = [
 
 
 def run_experiment(tmp_path, *args):
-    proc = run_cli(*args, f"data.root={real_data_root()}", "logger=csv", "plots=false",
-                   "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}",
-                   cwd=tmp_path, timeout=3600)  # fmt: skip
+    proc = run_cli(
+        *args,
+        f"data.root={real_data_root()}",
+        "logger=csv",
+        "plots=false",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+        timeout=3600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((tmp_path / "metrics.json").read_text())
 

@@ -3,19 +3,51 @@
 A smoke test on a few random images: the figures themselves come from `make bench`.
 """
 
+import importlib.util
 import json
+from pathlib import Path
 
-from deepcluster.bench import main, time_to_acc
+_spec = importlib.util.spec_from_file_location(
+    "bench", Path(__file__).resolve().parent.parent / "bench" / "bench.py"
+)
+_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bench)
+main, time_to_acc = _bench.main, _bench.time_to_acc
 
-KEYS = ("train_img_per_s", "peer_dataloader_img_per_s", "bare_loop_img_per_s", "train_vs_peer",
-        "train_vs_bare", "flops_per_train_image", "peak_fraction", "embed_img_per_s",
-        "kmeans_70k_s", "ward_3k_s", "ward_3k_peak_mb")  # fmt: skip
+KEYS = (
+    "train_img_per_s",
+    "peer_dataloader_img_per_s",
+    "bare_loop_img_per_s",
+    "train_vs_peer",
+    "train_vs_bare",
+    "flops_per_train_image",
+    "peak_fraction",
+    "embed_img_per_s",
+    "kmeans_70k_s",
+    "ward_3k_s",
+    "ward_3k_peak_mb",
+)
 
 
 def test_bench_smoke_writes_results(tmp_path):
     out = tmp_path / "results.json"
-    main(["--data-root", "", "--n-images", "3000", "--steps", "2", "--warmup", "1",
-          "--repeats", "1", "--no-sklearn-ward", "--out", str(out)])  # fmt: skip
+    main(
+        [
+            "--data-root",
+            "",
+            "--n-images",
+            "3000",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--no-sklearn-ward",
+            "--out",
+            str(out),
+        ]
+    )
     results = json.loads(out.read_text())
     for key in KEYS:
         assert key in results, key

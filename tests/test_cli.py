@@ -13,8 +13,13 @@ def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits_run")
     # the floor was measured with 2 threads (make test's default on 2 cores); the thread count
     # changes float reduction order, hence the training path, so pin it
-    proc = run_cli("experiment=digits_dekm", "seed=0", f"hydra.run.dir={out}", cwd=out,
-                   env={"OMP_NUM_THREADS": "2"})  # fmt: skip
+    proc = run_cli(
+        "experiment=digits_dekm",
+        "seed=0",
+        f"hydra.run.dir={out}",
+        cwd=out,
+        env={"OMP_NUM_THREADS": "2"},
+    )
     return out, proc
 
 
@@ -41,7 +46,7 @@ def test_digits_run_writes_every_output(digits_run):
     assert proc.returncode == 0
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == 1797 and set(rows[0]) == {"index", "cluster", "label"}
-    for fig in ("latent_map", "acc_curve", "confusion"):
+    for fig in ("latent_map", "scores_curve", "confusion", "cluster_samples"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert list((out / "csv").rglob("metrics.csv"))
@@ -51,7 +56,7 @@ def test_digits_run_writes_every_output(digits_run):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["k=1"], "k=1 must be >= 2"),
+        (["k=1"], "k=1 must be an integer >= 2"),
         (["k=5000"], "k=5000 is larger than the number of images (1797)"),
         (["optim.lr=-1"], "optim.lr=-1"),
     ],
@@ -79,11 +84,17 @@ def test_unknown_option_uses_hydras_message(tmp_path):
 
 
 def test_deep_cae_with_ward_writes_dendrogram(tmp_path):
-    args = ["model=cae_deep", "clusterer=ward", "trainer.max_epochs=4", "logger=csv",
-            "data.batch_size=32", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    args = [
+        "model=cae_deep",
+        "clusterer=ward",
+        "trainer.max_epochs=4",
+        "logger=csv",
+        "data.batch_size=32",
+        f"hydra.run.dir={tmp_path}",
+    ]
     proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["clusterer"] == "ward" and metrics["model"] == "CAEDeep"
+    assert metrics["clusterer"] == "ward" and metrics["model"] == "cae_deep"
     assert metrics["acc"] > 0.5  # four short epochs on digits (seed 0: 0.73); chance is 0.1
     assert (tmp_path / "figures" / "dendrogram.png").stat().st_size > 1000

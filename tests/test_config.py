@@ -6,7 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from deepcluster.cli import _instantiate, _make_manifold, validate_config
+from deepcluster.build import instantiate
+from deepcluster.config import validate as validate_config
 from deepcluster.errors import ConfigError
 from tests.conftest import CONF_DIR
 
@@ -28,30 +29,38 @@ def test_groups_exist():
 
 @pytest.mark.parametrize("group, option", CASES)
 def test_option_composes_and_instantiates(compose, group, option, tmp_path):
-    cfg = compose(f"{group}={option}", f"data.root={tmp_path}")
+    extra = []
+    if "path" in OmegaConf.load(Path(CONF_DIR) / group / f"{option}.yaml"):
+        extra = [f"{group}.path={tmp_path}", "k=2"]  # the user's own data: path and k are theirs
+    cfg = compose(f"{group}={option}", f"data.root={tmp_path}", *extra)
     OmegaConf.resolve(cfg)
-    validate_config(cfg)
     node = cfg[group]
+    if group == "trainer" and node.accelerator == "gpu" and not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="trainer=gpu: no GPU found.*trainer=default"):
+            validate_config(cfg)  # said plainly, before anything loads (not Lightning's error)
+    else:
+        validate_config(cfg)
     if group == "dataset":
-        dm = _instantiate(node)
+        dm = instantiate(node, group)
         assert dm.num_classes == cfg.dataset.num_classes
+        assert (dm.image_size, dm.channels) == (node.image_size, node.channels)
     elif group == "model":
-        _instantiate(node)
+        instantiate(node, group)
     elif group == "clusterer":
-        assert callable(_instantiate(node))
+        assert callable(instantiate(node, group))
     elif group == "trainer":
         extra = {}
         if node.accelerator == "gpu" and not torch.cuda.is_available():
             extra["accelerator"] = "cpu"  # every other key must still be a valid Trainer arg
-        trainer = _instantiate(node, logger=False, enable_checkpointing=False, **extra)
+        trainer = instantiate(node, group, logger=False, enable_checkpointing=False, **extra)
         assert trainer.max_epochs == cfg.trainer.max_epochs
     elif group == "logger":
         for sub in node.values():
-            _instantiate(sub, save_dir=str(tmp_path))
+            instantiate(sub, group, save_dir=str(tmp_path))
     elif group == "activation":
-        _instantiate(cfg.model)
+        instantiate(cfg.model, "model")
     elif group == "manifold":
-        manifold, _ = _make_manifold(cfg)
+        manifold = instantiate(cfg.manifold, group)
         assert manifold is None if option == "none" else callable(manifold)
 
 
@@ -85,8 +94,9 @@ def test_bad_values_name_the_key(compose, override, key):
         validate_config(compose(override))
 
 
-@pytest.mark.parametrize("launcher, target", [("joblib", "JoblibLauncher"),
-                                              ("slurm", "SlurmLauncher")])  # fmt: skip
+@pytest.mark.parametrize(
+    "launcher, target", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")]
+)
 def test_launcher_configs_compose(launcher, target):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

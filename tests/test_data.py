@@ -31,8 +31,9 @@ def fake_mnist(root, folder="MNIST", n_train=30, n_test=10, gz=False):
     raw = root / folder / "raw"
     suffix = ".gz" if gz else ""
     for split, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(raw / f"{split}-images-idx3-ubyte{suffix}",
-                  rng.integers(0, 256, (n, 28, 28)), gz=gz)  # fmt: skip
+        write_idx(
+            raw / f"{split}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, 28, 28)), gz=gz
+        )
         write_idx(raw / f"{split}-labels-idx1-ubyte{suffix}", rng.integers(0, 10, n), gz=gz)
 
 

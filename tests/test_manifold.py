@@ -2,20 +2,21 @@
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from deepcluster.build import instantiate
 from deepcluster.callbacks import ClusteringCallback
-from deepcluster.cli import _instantiate, _make_manifold, run, validate_config
 from deepcluster.clustering import cluster_accuracy
 from deepcluster.clustering.base import cluster_means
 from deepcluster.clustering.gmm import GMM
 from deepcluster.clustering.kmeans import KMeans
 from deepcluster.clustering.manifold import UMAPManifold
+from deepcluster.config import validate as validate_config
 from deepcluster.errors import ConfigError
+from deepcluster.run import run
 from tests.conftest import CONF_DIR
 from tests.test_clusterers import blobs
 
@@ -99,14 +100,13 @@ def test_umap_composes_with_every_clusterer(compose, clusterer, tmp_path):
     cfg = compose("manifold=umap", f"clusterer={clusterer}", "refine=dekm", f"data.root={tmp_path}")
     OmegaConf.resolve(cfg)
     validate_config(cfg)
-    manifold, every = _make_manifold(cfg)
+    manifold = instantiate(cfg.manifold, "manifold")
     assert isinstance(manifold, UMAPManifold) and manifold.n_components == cfg.k
-    assert every == cfg.manifold.every_n_epochs
-    assert callable(_instantiate(cfg.clusterer))
+    assert callable(instantiate(cfg.clusterer, "clusterer"))
 
 
 def test_manifold_none_is_no_transform(compose):
-    assert _make_manifold(compose("manifold=none")) == (None, 1)
+    assert instantiate(compose("manifold=none").manifold, "manifold") is None
 
 
 def test_bad_every_n_epochs_names_the_key(compose):
@@ -116,35 +116,52 @@ def test_bad_every_n_epochs_names_the_key(compose):
 
 def test_manifold_centres_live_in_the_code_space():
     """With a manifold, the result's centres are the code means (what refinement needs)."""
+    from deepcluster.clustering.schedule import ClusteringSchedule, Update
+
     z, y = blobs(n_per=30, k=3, d=6, seed=2)
-    trainer = SimpleNamespace(
-        is_global_zero=True, strategy=SimpleNamespace(broadcast=lambda obj, src=0: obj)
+    callback = ClusteringCallback(
+        GMM(seed=0), k=3, schedule=ClusteringSchedule(), manifold=lambda codes: codes[:, :2] * 10.0
     )
-    callback = ClusteringCallback(GMM(seed=0), k=3, manifold=lambda codes: codes[:, :2] * 10.0)
-    res, _ = callback._cluster(trainer, z, use_manifold=True)
+    out = callback._cluster_rank0(z, Update("epoch", True, True, "pretrain"), refining=False)
+    res = out["result"]
     assert res.centers.shape == (3, 6)
     np.testing.assert_allclose(res.centers, cluster_means(z, res.labels, 3))
     assert res.extra["manifold_centers"].shape == (3, 2)
     assert callback.last_embedding.shape == (90, 2)
+    v, targets = out["targets"]  # the rotation is d × d: the manifold did not leak into it
+    assert v.shape == (6, 6) and targets.shape == (90, 6)
 
 
 def test_run_applies_the_manifold_on_schedule_with_refinement(compose, tmp_path):
     """Synthetic run: 1 pretrain + 2 refinement epochs, UMAP every 5 epochs, 2-d manifold.
 
-    Epoch 0 starts refinement (manifold), epoch 1 clusters raw codes, epoch 2 is the last
-    (manifold). A 2-d manifold under 10-d codes would break the rotation if its centres
-    leaked into the targets.
+    Epoch 0 starts refinement (manifold); every refinement update after it clusters the raw
+    codes, the last epoch included, so `changed` compares like with like. A 2-d manifold
+    under 10-d codes would break the rotation if its centres leaked into the targets.
     """
     cfg = compose(
-        "dataset=synthetic", "manifold=umap", "clusterer=gmm", "refine=dekm", "logger=none",
-        "plots=false", "dataset.n=160", "pretrain_epochs=1", "trainer.max_epochs=3",
-        "refine.update_interval=0", "refine.tol=0", "manifold.every_n_epochs=5",
+        "dataset=synthetic",
+        "manifold=umap",
+        "clusterer=gmm",
+        "refine=dekm",
+        "logger=none",
+        "plots=false",
+        "dataset.n=160",
+        "pretrain_epochs=1",
+        "trainer.max_epochs=3",
+        "refine.update_interval=0",
+        "refine.tol=0",
+        "manifold.every_n_epochs=5",
         "manifold.n_components=2",
-        "manifold.n_epochs=50", "trainer.enable_progress_bar=false", f"+output_dir={tmp_path}",
-    )  # fmt: skip
+        "manifold.n_epochs=50",
+        "trainer.enable_progress_bar=false",
+        f"+output_dir={tmp_path}",
+    )
     metrics = run(cfg)
     assert metrics["manifold"] == "umap" and metrics["clusterer"] == "gmm"
-    assert [h["manifold"] for h in metrics["history"]] == [True, False, True]
+    assert [h["manifold"] for h in metrics["history"]] == [True, False, False]
+    # the first code-space update has no earlier code-space labels to compare with
+    assert metrics["history"][1]["changed"] is None and metrics["history"][2]["changed"] is not None
     assert [h["phase"] for h in metrics["history"]] == ["pretrain", "refine", "refine"]
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["manifold"] == "umap" and saved["history"][1]["manifold"] is False

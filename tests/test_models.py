@@ -61,10 +61,13 @@ def test_deep_encoder_is_deeper_and_has_no_skips():
 
 
 def test_glorot_init_and_bad_init():
-    from deepcluster.models.autoencoder import init_weights
+    from deepcluster.models.base import init_weights
 
     model = CAE(activation="sigmoid", init="glorot")
-    assert all(float(m.bias.abs().max()) == 0.0 for m in model.modules()
-               if isinstance(m, torch.nn.Conv2d))  # fmt: skip
-    with pytest.raises(ValueError, match="model.init='he2' must be one of default, glorot"):
+    assert all(
+        float(m.bias.abs().max()) == 0.0 for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+    )
+    with pytest.raises(
+        ValueError, match="model.init='he2' must be one of default, glorot, glorot_sigmoid"
+    ):
         init_weights(model, "he2")

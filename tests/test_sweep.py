@@ -14,8 +14,9 @@ TINY = ["trainer.max_epochs=1", "data.batch_size=128", "logger=csv"]
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    proc = run_cli("-m", "k=5,10", "activation=relu,sigmoid", *TINY,
-                   f"hydra.sweep.dir={out}", cwd=out)  # fmt: skip
+    proc = run_cli(
+        "-m", "k=5,10", "activation=relu,sigmoid", *TINY, f"hydra.sweep.dir={out}", cwd=out
+    )
     return out, proc
 
 
@@ -24,8 +25,13 @@ def test_two_by_two_sweep_writes_four_job_folders(sweep):
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p.parent for p in out.glob("*/metrics.json"))
     assert len(jobs) == 4
-    seen = {(json.loads((j / "metrics.json").read_text())["k"],
-             json.loads((j / "metrics.json").read_text())["activation"]) for j in jobs}  # fmt: skip
+    seen = {
+        (
+            json.loads((j / "metrics.json").read_text())["k"],
+            json.loads((j / "metrics.json").read_text())["activation"],
+        )
+        for j in jobs
+    }
     assert seen == {(5, "relu"), (5, "sigmoid"), (10, "relu"), (10, "sigmoid")}
 
 
@@ -35,9 +41,11 @@ def test_report_has_a_row_per_job_and_the_figures(sweep, capsys):
     rows = list(csv.DictReader((out / "report.csv").open()))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
     assert {r["overrides"] for r in rows} == {
-        "k=5 activation=relu", "k=5 activation=sigmoid",
-        "k=10 activation=relu", "k=10 activation=sigmoid",
-    }  # fmt: skip
+        "k=5 activation=relu",
+        "k=5 activation=sigmoid",
+        "k=10 activation=relu",
+        "k=10 activation=sigmoid",
+    }
     assert all(0.0 < float(r["acc"]) <= 1.0 for r in rows)
     md = (out / "report.md").read_text()
     assert md.count("\n| ") == 1 + 4  # header + four rows (the separator starts with |-)
@@ -49,8 +57,9 @@ def test_report_has_a_row_per_job_and_the_figures(sweep, capsys):
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     # k=5000 > 1797 digits: that job fails validation; the others run (two at a time, joblib)
     launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    proc = run_cli("-m", "k=3,5000,4", *TINY, *launcher, f"hydra.sweep.dir={tmp_path}",
-                   cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "-m", "k=3,5000,4", *TINY, *launcher, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     failed = json.loads((tmp_path / "1" / "failed.json").read_text())
     assert "k=5000 is larger than the number of images (1797)" in failed["error"]
@@ -79,22 +88,22 @@ def test_sweep_job_is_its_own_wandb_run_grouped_and_tagged(compose, tmp_path, mo
 
     from hydra.core.hydra_config import HydraConfig
 
-    from deepcluster import cli
+    from deepcluster import tracking
 
     fake = SimpleNamespace(
         sweep=SimpleNamespace(dir="multirun/2026-11-25/15-00-00"),
         job=SimpleNamespace(override_dirname="activation=relu,k=5", num=0),
         overrides=SimpleNamespace(task=["k=5", "activation=relu", "hydra.verbose=true"]),
     )
-    monkeypatch.setattr(cli, "_is_multirun", lambda: True)
+    monkeypatch.setattr(tracking, "is_multirun", lambda: True)
     monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: fake))
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = compose("logger=wandb", "k=5", f"data.root={tmp_path}")
     wandb_logger = next(
-        lg for lg in cli._make_loggers(cfg, tmp_path) if "Wandb" in type(lg).__name__
+        lg for lg in tracking.make_loggers(cfg, tmp_path) if "Wandb" in type(lg).__name__
     )
     init = wandb_logger._wandb_init
     assert init["group"] == "multirun/2026-11-25/15-00-00"
     assert init["name"] == "activation=relu,k=5"
     assert set(init["tags"]) == {"k=5", "activation=relu"}  # hydra.* settings are not tags
-    cli._finish_wandb([wandb_logger])
+    tracking.finish_wandb([wandb_logger])

@@ -1,12 +1,14 @@
 """ClusteringCallback: embed → cluster → (rotate, targets) → hand to the module → log.
 
-Thin glue over deepcluster.clustering. Under DDP every rank embeds, rank 0 clusters and the
-result is broadcast, so all ranks train on the same labels and targets.
+Thin glue: *when* to cluster and through which pipeline is `ClusteringSchedule`'s call
+(deepcluster/clustering/schedule.py); *how* is the clusterer's, the manifold's and
+`rotate_and_target`'s. Under DDP every rank embeds, rank 0 clusters and the result (or the
+error) is broadcast (callbacks/ranks.py), so all ranks train on the same labels and targets,
+or all stop.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -18,9 +20,13 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from deepcluster.clustering import ClusterResult, clustering_scores, label_change_fraction
-from deepcluster.clustering.base import cluster_means
+from deepcluster.callbacks.ranks import check_ranks_agree, on_rank_zero
+from deepcluster.clustering import ClusterResult, clustering_scores
+from deepcluster.clustering.base import cluster_means, with_restarts
+from deepcluster.clustering.k_select import KChoice, choose_k
+from deepcluster.clustering.label_free import label_free_scores
 from deepcluster.clustering.rotation import rotate_and_target
+from deepcluster.clustering.schedule import ClusteringSchedule, Update
 
 log = logging.getLogger(__name__)
 
@@ -29,239 +35,210 @@ Manifold = Callable[[np.ndarray], np.ndarray]  # codes (N, d) → embedding (N, 
 
 
 class ClusteringCallback(Callback):
-    """Clusters the codes at every epoch end (and every `update_interval` refinement steps).
-
-    Args:
-        clusterer: callable (z (N, d), k) → ClusterResult.
-        k: number of clusters.
-        refine: run method A's refinement after `pretrain_epochs` reconstruction epochs.
-        update_interval: during refinement, also recluster every this many steps (0: epochs only).
-        tol: stop refining once fewer than this fraction of labels change between updates.
-        manifold: optional callable z (N, d) → (N, m) (e.g. UMAP) applied before the clusterer.
-            It is slow, so it runs only at the epoch ends where (epoch + 1) is a multiple of
-            `manifold_every_n_epochs`, at the last epoch (max_epochs - 1, or when training
-            stops early, convergence included) and at the update that starts refinement. All
-            other updates (other epochs, the `update_interval` steps) cluster the raw codes;
-            each history entry says which (`manifold`: true/false). Refinement always works in
-            the code space: its centres are the code means of the clusters found.
-        manifold_every_n_epochs: see `manifold`.
+    """Args:
+    clusterer: callable (z (N, d), k) → ClusterResult.
+    k: number of clusters, or "auto": chosen without labels (k_search) at each update
+        before refinement, then fixed when refinement starts.
+    schedule: when to cluster and how (see ClusteringSchedule for the one rule).
+    manifold: optional callable z (N, d) → (N, m) (e.g. UMAP) applied before the clusterer
+        where the schedule says so. Refinement works in the code space: its centres are the
+        code means of the clusters found.
+    first_n_init: restarts of the clusterer at the update that starts refinement (the
+        reference: 100 k-means initialisations, the lowest inertia wins; label-free).
+    k_search: {"min", "max", "criterion"} for k="auto".
     """
 
     def __init__(
         self,
         clusterer: Clusterer,
-        k: int,
-        refine: bool = False,
-        pretrain_epochs: int = 0,
-        update_interval: int = 0,
-        tol: float = 0.005,
-        embed_batch_size: int = 8192,
+        k: int | str,
+        schedule: ClusteringSchedule,
         manifold: Manifold | None = None,
-        manifold_every_n_epochs: int = 1,
+        first_n_init: int = 1,
+        k_search: dict[str, Any] | None = None,
+        embed_batch_size: int = 2048,
+        seed: int = 0,
     ) -> None:
         super().__init__()
-        if k < 2:
-            raise ValueError(f"k={k} must be >= 2")
-        if pretrain_epochs < 0:
-            raise ValueError(f"pretrain_epochs={pretrain_epochs} must be >= 0")
-        if update_interval < 0:
-            raise ValueError(f"refine.update_interval={update_interval} must be >= 0")
-        if not 0 <= tol < 1:
-            raise ValueError(f"refine.tol={tol} must be in [0, 1)")
-        if manifold_every_n_epochs < 1:
-            raise ValueError(f"manifold.every_n_epochs={manifold_every_n_epochs} must be >= 1")
-        self.clusterer, self.k = clusterer, k
-        self.manifold, self.manifold_every_n_epochs = manifold, manifold_every_n_epochs
-        self.refine, self.pretrain_epochs = refine, pretrain_epochs
-        self.update_interval, self.tol = update_interval, tol
-        self.embed_batch_size = embed_batch_size
+        self.clusterer, self.k, self.schedule, self.manifold = clusterer, k, schedule, manifold
+        self.first_n_init, self.k_search = first_n_init, dict(k_search or {})
+        self.embed_batch_size, self.seed = embed_batch_size, seed
         # state carried through checkpoints
-        self.history: list[dict[str, Any]] = []  # per epoch: scores, loss, changed (no timings)
-        self.timings: list[dict[str, float]] = []  # per epoch: seconds spent embedding, clustering
-        self._fit_started = time.perf_counter()
+        self.history: list[dict[str, Any]] = []  # per epoch: loss, scores, changed
+        self.timings: list[dict[str, float]] = []  # per clustered epoch: seconds per stage
         self.labels: np.ndarray | None = None
-        self.stop_reason = "max_epochs"
-        self.n_updates = 0
+        self.k_now: int | None = None if k == "auto" else int(k)
         self.rank_checks = 0  # updates at which all DDP ranks were checked to agree
-        # transient
+        # transient (rank 0)
+        self.k_choice: KChoice | None = None
         self.last_codes: np.ndarray | None = None  # (N, d) codes of the last update
         self.last_result: ClusterResult | None = None  # its clustering (extra: e.g. linkage)
-        self.last_embedding: np.ndarray | None = None  # (N, m) last manifold output (rank 0)
-        self._loss_sum = 0.0
-        self._loss_count = 0
+        self.last_embedding: np.ndarray | None = None  # (N, m) last manifold output
+        self.last_manifold_model: Any = None  # the fitted manifold of the last manifold update
+        self._fit_started = time.perf_counter()
 
-    # --- the one clustering update ---------------------------------------------------
-    def _manifold_due(self, trainer: L.Trainer, pl_module: L.LightningModule, where: str) -> bool:
-        """where: "start" (before training), "step" (within an epoch) or "epoch" (its end)."""
-        if self.manifold is None or where == "step":
-            return False
-        if where == "start":
-            return True  # the only update at train start is the one that starts refinement
-        epoch = trainer.current_epoch
-        max_epochs = trainer.max_epochs
-        last = max_epochs is not None and max_epochs > 0 and epoch >= max_epochs - 1
-        starts_refinement = (
-            self.refine and not pl_module.refining and epoch + 1 >= self.pretrain_epochs
-        )
-        return (
-            (epoch + 1) % self.manifold_every_n_epochs == 0
-            or last
-            or trainer.should_stop
-            or starts_refinement
-        )
+    @property
+    def stop_reason(self) -> str:
+        return self.schedule.stop_reason
 
-    def _cluster(
-        self, trainer: L.Trainer, z: np.ndarray, use_manifold: bool
-    ) -> tuple[ClusterResult, float]:
-        """Rank 0 clusters z (N, d), through the manifold if asked; broadcast to all ranks."""
-        out = None
-        if trainer.is_global_zero:
-            if use_manifold:
-                t0 = time.perf_counter()
-                embedding = self.manifold(z)  # (N, m)
-                manifold_s = time.perf_counter() - t0
-                res = self.clusterer(embedding, self.k)
-                # the clusterer's centres live in the manifold; refinement needs code-space ones
-                res = ClusterResult(
-                    labels=res.labels,
-                    centers=cluster_means(z, res.labels, self.k),
-                    seconds=res.seconds,
-                    extra={**res.extra, "manifold_centers": res.centers},
-                )
-                self.last_embedding = embedding
-                out = (res, manifold_s)
-            else:
-                out = (self.clusterer(z, self.k), 0.0)
-        return trainer.strategy.broadcast(out, src=0)
-
-    def _update(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, where: str = "epoch"
-    ) -> dict[str, Any]:
-        dm = trainer.datamodule
+    # --- one clustering update ---------------------------------------------------------
+    def _cluster_rank0(self, z: np.ndarray, update: Update, refining: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
-        z = pl_module.embed(dm.images, self.embed_batch_size).cpu().numpy()  # (N, d)
-        t_embed = time.perf_counter() - t0
-        use_manifold = self._manifold_due(trainer, pl_module, where)
-        result, manifold_s = self._cluster(trainer, z, use_manifold)
-        changed = (
-            label_change_fraction(self.labels, result.labels)
-            if self.labels is not None
-            else math.nan
+        space = self.manifold(z) if update.manifold else z  # (N, m) or (N, d)
+        manifold_s = time.perf_counter() - t0 if update.manifold else 0.0
+        if self.k == "auto" and not refining:
+            self.k_choice = choose_k(
+                space,
+                self.k_search.get("min", 2),
+                self.k_search.get("max", 20),
+                self.k_search.get("criterion", "silhouette"),
+                self.seed,
+            )
+            self.k_now = self.k_choice.k
+        clusterer = with_restarts(
+            self.clusterer, self.first_n_init if update.starts_refinement else 1
         )
-        was_refining = pl_module.refining
-        refine_now = self.refine and trainer.current_epoch + 1 >= self.pretrain_epochs
-        converged = refine_now and was_refining and changed < self.tol
-        if converged and where == "epoch" and self.manifold is not None and not use_manifold:
-            # the run ends here: its final labels come through the manifold. (A step update
-            # needs no redo: the epoch end that follows a stop is a manifold update.)
-            use_manifold = True
-            result, manifold_s = self._cluster(trainer, z, use_manifold)
-        self.labels = result.labels
-        self.last_codes = z
-        self.last_result = result
-        self.n_updates += 1
-        if refine_now:
-            if trainer.is_global_zero:
-                targets = rotate_and_target(z, result.labels, result.centers)
-            else:
-                targets = None
-            pl_module.set_targets(*trainer.strategy.broadcast(targets, src=0))
-            if converged:
-                self.stop_reason = (
-                    f"converged: {changed:.2%} of labels changed (< tol {self.tol:.2%}) "
-                    f"at epoch {trainer.current_epoch}, step {trainer.global_step}"
-                )
-                trainer.should_stop = True
-        if trainer.world_size > 1:
-            self._check_ranks_agree(trainer, pl_module)
+        res = clusterer(space, self.k_now)
+        if update.manifold:  # the clusterer's centres live in the manifold: keep code-space ones
+            res.extra["manifold_centers"] = res.centers
+            res.centers = cluster_means(z, res.labels, self.k_now)
+            self.last_embedding = space
+            self.last_manifold_model = getattr(self.manifold, "model", None)
+        targets = (
+            rotate_and_target(z, res.labels, res.centers)
+            if (update.starts_refinement or update.phase == "refine")
+            else None
+        )
+        scores = label_free_scores(space, res.labels, res.objective, seed=self.seed)
         return {
-            "changed": changed,
-            "embed_s": t_embed,
+            "result": res,
+            "targets": targets,
+            "scores": scores,
+            "k": self.k_now,
             "manifold_s": manifold_s,
-            "cluster_s": result.seconds,
-            "manifold": use_manifold,
-            "phase": "refine" if was_refining else "pretrain",
         }
 
-    def _check_ranks_agree(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Every rank must now hold the same labels and targets: compare digests, fail loudly."""
-        h = hashlib.blake2b(digest_size=7)
-        h.update(np.ascontiguousarray(self.labels).tobytes())
-        if pl_module.refining:
-            h.update(pl_module.targets.detach().cpu().numpy().tobytes())
-            h.update(pl_module.rotation.detach().cpu().numpy().tobytes())
-        mine = torch.tensor([int.from_bytes(h.digest(), "big")], device=pl_module.device)
-        every = trainer.strategy.all_gather(mine).reshape(-1)  # (world_size,)
-        if not bool((every == every[0]).all()):
-            raise RuntimeError(
-                f"ranks disagree on the clustering at epoch {trainer.current_epoch}, step "
-                f"{trainer.global_step}: digests {every.tolist()}. Please report this."
-            )
-        self.rank_checks += 1
+    def _update(self, trainer: L.Trainer, pl_module: L.LightningModule, update: Update) -> dict:
+        t0 = time.perf_counter()
+        images = trainer.datamodule.train_images  # the device-resident copy when on a GPU
+        z = pl_module.embed(images, self.embed_batch_size).cpu().numpy()  # (N, d)
+        embed_s = time.perf_counter() - t0
+        out = on_rank_zero(
+            trainer, lambda: self._cluster_rank0(z, update, pl_module.refining), "clustering"
+        )
+        res: ClusterResult = out["result"]
+        changed, stop = self.schedule.record(update, res.labels)
+        self.labels, self.k_now, self.last_codes, self.last_result = res.labels, out["k"], z, res
+        if out["targets"] is not None:
+            pl_module.set_targets(*out["targets"])
+        if stop:
+            trainer.should_stop = True
+            log.info("refinement stops: %s", self.schedule.stop_reason)
+        if trainer.world_size > 1:
+            check_ranks_agree(trainer, self.labels, pl_module)
+            self.rank_checks += 1
+        return {**out, "changed": changed, "embed_s": embed_s, "cluster_s": res.seconds}
 
     # --- hooks -------------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit_started = time.perf_counter()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Refinement due but no targets yet (pretrain_epochs=0, or a run continued from a
-        # reconstruction-only checkpoint): start from the current codes.
-        if self.refine and trainer.current_epoch >= self.pretrain_epochs and not pl_module.refining:
-            info = self._update(trainer, pl_module, where="start")
+        update = self.schedule.at_train_start(trainer.current_epoch, pl_module.refining)
+        if update is not None:
+            info = self._update(trainer, pl_module, update)
             log.info("initial clustering for refinement (%.1f s)", info["cluster_s"])
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._loss_sum, self._loss_count = 0.0, 0
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        n = len(batch[1])
-        self._loss_sum = self._loss_sum + loss.detach() * n  # stays on device: no sync
-        self._loss_count += n
-        if (
-            pl_module.refining
-            and self.update_interval
-            and (batch_idx + 1) % self.update_interval == 0
-            and batch_idx + 1 < trainer.num_training_batches  # the epoch end updates anyway
-        ):
-            info = self._update(trainer, pl_module, where="step")
+        update = self.schedule.after_step(
+            batch_idx, trainer.num_training_batches, pl_module.refining
+        )
+        if update is not None:
+            info = self._update(trainer, pl_module, update)
             log.info(
-                "epoch %d step %d: %.2f%% labels changed", trainer.current_epoch,
-                trainer.global_step, 100 * info["changed"],
-            )  # fmt: skip
+                "epoch %d step %d: %.2f%% labels changed",
+                trainer.current_epoch,
+                trainer.global_step,
+                100 * info["changed"],
+            )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        info = self._update(trainer, pl_module)
-        scores = clustering_scores(trainer.datamodule.labels, self.labels)
-        # the epoch's mean training loss over all ranks
-        totals = torch.tensor([float(self._loss_sum), float(self._loss_count)], dtype=torch.float64)
-        totals = trainer.strategy.reduce(totals.to(pl_module.device), reduce_op="sum")
-        loss = float(totals[0] / max(float(totals[1]), 1.0))
-        entry = {"epoch": trainer.current_epoch, "phase": info["phase"], "loss": loss, **scores,
-                 "changed": info["changed"], "manifold": info["manifold"]}  # fmt: skip
-        self.history.append(entry)
-        timing = {key: info[key] for key in ("embed_s", "manifold_s", "cluster_s")}
-        # seconds since this process's fit began (a resumed run restarts the clock)
-        timing["elapsed_s"] = time.perf_counter() - self._fit_started
-        self.timings.append({"epoch": trainer.current_epoch, **timing})
-        # identical on every rank (broadcast labels): log once, no sync needed
-        logged = {f"cluster/{key}": float(scores[key]) for key in scores}
-        if not math.isnan(info["changed"]):
-            logged["cluster/changed"] = float(info["changed"])
-        pl_module.log_dict(logged, rank_zero_only=True)
-        if not trainer.is_global_zero:
+        loss = pl_module.epoch_mean_loss()  # every rank: it syncs
+        epoch = trainer.current_epoch
+        was_refining = pl_module.refining
+        update = self.schedule.at_epoch_end(
+            epoch, trainer.max_epochs, trainer.should_stop, was_refining
+        )
+        entry: dict[str, Any] = {
+            "epoch": epoch,
+            "phase": "refine" if was_refining else "pretrain",
+            "loss": loss,
+        }
+        if update is None:  # a monitoring epoch skipped by the cadence: the loss only
+            self.history.append(entry)
+            if trainer.is_global_zero:
+                log.info("epoch %d [%s] loss %.5f", epoch, entry["phase"], loss)
             return
+        info = self.record_update(trainer, pl_module, update, entry)
+        pl_module.log_dict(
+            {
+                f"cluster/{key}": float(value)
+                for key, value in entry.items()
+                if key not in ("epoch", "phase", "loss", "manifold")
+                and value is not None
+                and not math.isnan(value)
+            },
+            rank_zero_only=True,
+        )
+        if trainer.is_global_zero:
+            self._log_line(entry, info)
+
+    def record_update(self, trainer, pl_module, update: Update, entry: dict[str, Any]) -> dict:
+        """Run `update` and append its scores to `entry` and to the history."""
+        info = self._update(trainer, pl_module, update)
+        labels_true = trainer.datamodule.labels
+        if labels_true is not None:
+            entry.update(clustering_scores(labels_true, self.labels))
+        entry.update(info["scores"])
+        entry.update({"k": info["k"], "changed": info["changed"], "manifold": update.manifold})
+        self.history.append(entry)
+        self.timings.append(
+            {
+                "epoch": entry["epoch"],
+                "embed_s": info["embed_s"],
+                "manifold_s": info["manifold_s"],
+                "cluster_s": info["cluster_s"],
+                # seconds since this process's fit began (a resume restarts it)
+                "elapsed_s": time.perf_counter() - self._fit_started,
+            }
+        )
+        return info
+
+    @staticmethod
+    def _log_line(entry: dict[str, Any], info: dict[str, Any]) -> None:
+        supervised = (
+            f"acc {entry['acc']:.4f} nmi {entry['nmi']:.4f} ari {entry['ari']:.4f} "
+            f"purity {entry['purity']:.4f} | "
+            if "acc" in entry
+            else ""
+        )
+        changed = entry["changed"]
         log.info(
-            "epoch %d [%s] loss %.5f | acc %.4f nmi %.4f ari %.4f purity %.4f | "
-            "changed %s | embed %.1fs %scluster %.1fs",
-            entry["epoch"], info["phase"], loss, scores["acc"], scores["nmi"], scores["ari"],
-            scores["purity"],
-            "-" if math.isnan(info["changed"]) else f"{info['changed']:.2%}",
-            info["embed_s"], f"manifold {info['manifold_s']:.1f}s " if info["manifold"] else "",
+            "epoch %d [%s] loss %.5f | %ssilhouette %.3f | k=%d changed %s | embed %.1fs "
+            "%scluster %.1fs",
+            entry["epoch"],
+            entry["phase"],
+            entry["loss"],
+            supervised,
+            entry["silhouette"],
+            entry["k"],
+            "-" if math.isnan(changed) else f"{changed:.2%}",
+            info["embed_s"],
+            f"manifold {info['manifold_s']:.1f}s " if entry["manifold"] else "",
             info["cluster_s"],
-        )  # fmt: skip
+        )
 
     # --- checkpointed state ------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -269,8 +246,8 @@ class ClusteringCallback(Callback):
             "history": self.history,
             "timings": self.timings,
             "labels": None if self.labels is None else torch.from_numpy(self.labels),
-            "stop_reason": self.stop_reason,
-            "n_updates": self.n_updates,
+            "k_now": self.k_now,
+            "schedule": self.schedule.state_dict(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -278,5 +255,6 @@ class ClusteringCallback(Callback):
         self.timings = list(state_dict.get("timings", []))
         labels = state_dict.get("labels")
         self.labels = None if labels is None else labels.numpy()
-        self.stop_reason = state_dict.get("stop_reason", "max_epochs")
-        self.n_updates = state_dict.get("n_updates", 0)
+        self.k_now = state_dict.get("k_now", self.k_now)
+        if "schedule" in state_dict:
+            self.schedule.load_state_dict(state_dict["schedule"])

@@ -1,19 +1,49 @@
+"""What every clusterer returns, and the small helpers they share.
+
+A clusterer is any callable `(z (N, d), k) → ClusterResult`; its class may say what its
+objective is (`objective_name`: inertia, log-likelihood, …) and accept `n_init` restarts.
+Adding one is a file here (or anywhere importable) and a YAML file in conf/clusterer/.
+"""
+
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 
+class Predictor(Protocol):
+    def predict(self, z: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass
 class ClusterResult:
-    """labels: (N,) int64 in [0, k); centers: (k, d) float — the mean code of each cluster."""
+    """labels: (N,) int64 in [0, k); centers: (k, d) float — the mean code of each cluster.
+
+    objective: the clusterer's own label-free score (inertia, log-likelihood, …) or None.
+    predictor: assigns new points (codes, or manifold coordinates) to these clusters.
+    """
 
     labels: np.ndarray
     centers: np.ndarray
     seconds: float = 0.0
+    objective: float | None = None
+    predictor: Predictor | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # clusterer-specific (e.g. linkage)
+
+
+class NearestCentroid:
+    """Assigns points to the nearest of k centres (k-means' rule; Ward's out-of-sample one)."""
+
+    def __init__(self, centers: np.ndarray) -> None:
+        self.centers = np.asarray(centers, dtype=np.float64)  # (k, d)
+
+    def predict(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=np.float64)
+        d2 = (z**2).sum(1)[:, None] - 2 * z @ self.centers.T + (self.centers**2).sum(1)
+        return d2.argmin(1).astype(np.int64)
 
 
 def cluster_means(z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -25,7 +55,23 @@ def cluster_means(z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return sums / np.maximum(counts, 1)
 
 
+def within_cluster_sum_of_squares(z: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Σ_n ||z_n − mean of its cluster||²: the k-means objective of any partition."""
+    z = np.asarray(z, dtype=np.float64)
+    return float(((z - cluster_means(z, labels, k)[labels]) ** 2).sum())
+
+
+def with_restarts(clusterer: Any, n_init: int) -> Any:
+    """A copy of the clusterer with `n_init` restarts, when it has restarts (else itself)."""
+    if not hasattr(clusterer, "n_init") or n_init <= clusterer.n_init:
+        return clusterer
+    more = copy.copy(clusterer)
+    more.n_init = n_init
+    return more
+
+
 def check_k(n_samples: int, k: int) -> None:
+    """For direct Python use; the CLI has checked k before any data loaded."""
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
         raise ValueError(f"k={k!r} must be an integer")
     if k < 2:

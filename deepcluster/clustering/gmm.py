@@ -19,7 +19,7 @@ class GMM:
     With n_init > 1 scikit-learn keeps the fit with the best likelihood (no labels involved).
     """
 
-    name = "gmm"
+    objective_name = "log_likelihood"  # total over the points; higher is better
 
     def __init__(
         self,
@@ -61,5 +61,7 @@ class GMM:
             labels=labels.astype(np.int64),
             centers=model.means_.astype(np.float64),
             seconds=time.perf_counter() - start,
-            extra={"converged": bool(model.converged_), "lower_bound": float(model.lower_bound_)},
+            objective=float(model.score(z) * len(z)),
+            predictor=model,
+            extra={"converged": bool(model.converged_), "bic": float(model.bic(z))},
         )

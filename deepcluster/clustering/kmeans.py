@@ -1,52 +1,89 @@
-"""k-means on codes: scikit-learn (Lloyd, k-means++ seeding) or the same algorithm in torch.
+"""k-means on codes: scikit-learn's (the default) or a torch version for codes on a GPU.
 
-The torch version runs where the codes are (a GPU, when there is one): at N = 70 000 it
-avoids a device → host copy and scikit-learn's CPU time. `KMeans(backend="auto")` picks it
-when CUDA is available and N is large.
+`backend: sklearn` is scikit-learn's Lloyd with greedy k-means++ seeding. `backend: torch`
+runs the same steps in torch where the codes are (float32; greedy k-means++ with
+2 + ⌊ln k⌋ candidates per centre, empty clusters moved to the points farthest from their
+centres, stop when the centres move less than tol × the data's mean variance). The two use
+different random streams, so the same seed gives the same *quality* (inertia within 0.1 % on
+our tests), not the same labels: the backend is chosen in the config, never by the machine.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans as _SKKMeans
 
-from deepcluster.clustering.base import ClusterResult, check_k
+from deepcluster.clustering.base import ClusterResult, NearestCentroid, check_k
 
 
 def kmeans(
     z: np.ndarray, k: int, n_init: int = 10, max_iter: int = 300, seed: int | None = 0
 ) -> ClusterResult:
-    """k-means. z: (N, d) float → labels (N,), centers (k, d)."""
+    """scikit-learn k-means. z: (N, d) float → labels (N,), centers (k, d)."""
     z = np.ascontiguousarray(z, dtype=np.float32)
     check_k(len(z), k)
     start = time.perf_counter()
     model = _SKKMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed)
     labels = model.fit_predict(z)
+    centers = model.cluster_centers_.astype(np.float64)
     return ClusterResult(
         labels=labels.astype(np.int64),
-        centers=model.cluster_centers_.astype(np.float64),
+        centers=centers,
         seconds=time.perf_counter() - start,
+        objective=float(model.inertia_),
+        predictor=NearestCentroid(centers),
+        extra={"n_iter": int(model.n_iter_), "backend": "sklearn"},
     )
 
 
+def _sq_dist(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances (N, m), clamped at 0 (the expansion can go slightly < 0)."""
+    return (x.pow(2).sum(1, keepdim=True) - 2 * x @ c.T + c.pow(2).sum(1)).clamp_(min=0)
+
+
 def _kmeans_pp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding: each next centre drawn with probability ∝ squared distance."""
-    n = len(x)
+    """Greedy k-means++: of 2 + ⌊ln k⌋ candidates drawn ∝ D², keep the one that lowers the
+    potential most (what scikit-learn does)."""
+    n, trials = len(x), 2 + int(math.log(k))
     first = torch.randint(n, (1,), generator=gen, device=x.device)
     centers = [x[first]]
-    d2 = ((x - centers[0]) ** 2).sum(1)  # (N,)
+    d2 = _sq_dist(x, centers[0]).squeeze(1)  # (N,)
     for _ in range(1, k):
         total = d2.sum()
         if total <= 0:  # fewer distinct points than k: any point will do
             pick = torch.randint(n, (1,), generator=gen, device=x.device)
         else:
-            pick = torch.multinomial(d2 / total, 1, generator=gen)
+            cand = torch.multinomial(d2 / total, trials, replacement=True, generator=gen)
+            cand_d2 = torch.minimum(d2.unsqueeze(1), _sq_dist(x, x[cand]))  # (N, trials)
+            pick = cand[cand_d2.sum(0).argmin()].reshape(1)
         centers.append(x[pick])
-        d2 = torch.minimum(d2, ((x - x[pick]) ** 2).sum(1))
+        d2 = torch.minimum(d2, _sq_dist(x, x[pick]).squeeze(1))
     return torch.cat(centers)  # (k, d)
+
+
+def _lloyd(x: torch.Tensor, centers: torch.Tensor, max_iter: int, threshold: float):
+    k = len(centers)
+    for _ in range(max_iter):
+        d2 = _sq_dist(x, centers)
+        labels = d2.argmin(1)  # (N,)
+        counts = torch.bincount(labels, minlength=k)
+        sums = torch.zeros_like(centers).index_add_(0, labels, x)
+        new = sums / counts.clamp(min=1).unsqueeze(1)
+        empty = (counts == 0).nonzero().flatten()
+        if len(empty):  # relocate empty clusters to the points farthest from their centres
+            far = d2.gather(1, labels[:, None]).squeeze(1).topk(len(empty)).indices
+            new[empty] = x[far]
+        shift = float((new - centers).pow(2).sum())
+        centers = new
+        if shift <= threshold:
+            break
+    d2 = _sq_dist(x, centers)
+    labels = d2.argmin(1)
+    return labels, centers, float(d2.gather(1, labels[:, None]).sum())
 
 
 def kmeans_torch(
@@ -58,58 +95,42 @@ def kmeans_torch(
     seed: int | None = 0,
     device: str | torch.device | None = None,
 ) -> ClusterResult:
-    """k-means in torch on `device` (default: where z is). Same algorithm as scikit-learn's
-    Lloyd: k-means++ seeding, n_init restarts keeping the lowest inertia, stop when the centres
-    move less than tol × the data's mean variance."""
+    """k-means in torch on `device` (default: where z is); n_init restarts, lowest inertia."""
     x = torch.as_tensor(z).to(device=device, dtype=torch.float32)
     check_k(len(x), k)
     start = time.perf_counter()
     gen = torch.Generator(device=x.device).manual_seed(0 if seed is None else int(seed))
     threshold = tol * float(x.var(0).mean())
-    best_inertia, best_centers = float("inf"), None
+    best = None
     for _ in range(n_init):
-        centers = _kmeans_pp(x, k, gen)
-        for _ in range(max_iter):
-            labels = torch.cdist(x, centers).argmin(1)  # (N,)
-            counts = torch.bincount(labels, minlength=k).unsqueeze(1)  # (k, 1)
-            sums = torch.zeros_like(centers).index_add_(0, labels, x)
-            new = torch.where(counts > 0, sums / counts.clamp(min=1), centers)
-            shift = float(((new - centers) ** 2).sum())
-            centers = new
-            if shift <= threshold:
-                break
-        labels = torch.cdist(x, centers).argmin(1)
-        inertia = float(((x - centers[labels]) ** 2).sum())
-        if inertia < best_inertia:
-            best_inertia, best_centers = inertia, centers
-    labels = torch.cdist(x, best_centers).argmin(1)
+        labels, centers, inertia = _lloyd(x, _kmeans_pp(x, k, gen), max_iter, threshold)
+        if best is None or inertia < best[2]:
+            best = (labels, centers, inertia)
+    labels, centers, inertia = best
+    centers_np = centers.double().cpu().numpy()
     return ClusterResult(
         labels=labels.cpu().numpy().astype(np.int64),
-        centers=best_centers.double().cpu().numpy(),
+        centers=centers_np,
         seconds=time.perf_counter() - start,
-        extra={"inertia": best_inertia, "backend": f"torch:{x.device.type}"},
+        objective=inertia,
+        predictor=NearestCentroid(centers_np),
+        extra={"backend": f"torch:{x.device.type}"},
     )
 
 
-BACKENDS = ("auto", "sklearn", "torch")
+BACKENDS = ("sklearn", "torch")
 
 
 class KMeans:
     """Configured k-means clusterer: `KMeans(n_init=10)(z, k)`.
 
-    backend: `sklearn`, `torch` (on the GPU when there is one), or `auto` — torch on the GPU
-    when CUDA is available and N >= gpu_min_samples, else scikit-learn.
+    backend: `sklearn` (default) or `torch` (on the GPU when there is one, else the CPU).
     """
 
-    name = "kmeans"
+    objective_name = "inertia"  # lower is better
 
     def __init__(
-        self,
-        n_init: int = 10,
-        max_iter: int = 300,
-        seed: int | None = 0,
-        backend: str = "auto",
-        gpu_min_samples: int = 20_000,
+        self, n_init: int = 10, max_iter: int = 300, seed: int | None = 0, backend: str = "sklearn"
     ) -> None:
         if n_init < 1:
             raise ValueError(f"clusterer.n_init={n_init} must be >= 1")
@@ -117,18 +138,11 @@ class KMeans:
             raise ValueError(f"clusterer.max_iter={max_iter} must be >= 1")
         if backend not in BACKENDS:
             raise ValueError(f"clusterer.backend={backend!r} must be one of {', '.join(BACKENDS)}")
-        self.n_init = n_init
-        self.max_iter = max_iter
-        self.seed = seed
-        self.backend = backend
-        self.gpu_min_samples = gpu_min_samples
+        self.n_init, self.max_iter, self.seed, self.backend = n_init, max_iter, seed, backend
 
-    def __call__(self, z: np.ndarray, k: int) -> ClusterResult:
-        backend = self.backend
-        if backend == "auto":
-            big = len(z) >= self.gpu_min_samples
-            backend = "torch" if big and torch.cuda.is_available() else "sklearn"
-        if backend == "torch":
+    def __call__(self, z: np.ndarray | torch.Tensor, k: int) -> ClusterResult:
+        if self.backend == "torch":
             device = "cuda" if torch.cuda.is_available() else "cpu"
             return kmeans_torch(z, k, self.n_init, self.max_iter, seed=self.seed, device=device)
+        z = z.cpu().numpy() if isinstance(z, torch.Tensor) else z
         return kmeans(z, k, n_init=self.n_init, max_iter=self.max_iter, seed=self.seed)

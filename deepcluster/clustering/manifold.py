@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from deepcluster.errors import MissingExtraError
+
 log = logging.getLogger(__name__)
 
 
@@ -18,8 +20,6 @@ class UMAPManifold:
     `deterministic=False` leaves UMAP unseeded and parallel: faster on many cores, and the
     embedding (hence the clusters) varies from run to run.
     """
-
-    name = "umap"
 
     def __init__(
         self,
@@ -45,6 +45,7 @@ class UMAPManifold:
         self.min_dist, self.metric, self.n_epochs = min_dist, metric, n_epochs
         self.seed, self.deterministic = seed, deterministic
         self.seconds = 0.0  # wall time of the last call
+        self.model = None  # the last fitted umap.UMAP: maps new codes with .transform
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         """z: (N, d) float → (N, n_components) float32."""
@@ -56,7 +57,10 @@ class UMAPManifold:
         n = len(z)
         if n <= self.n_components + 1:
             raise ValueError(f"n_samples={n} should be > manifold.n_components + 1")
-        import umap  # slow to import (numba): only when the manifold is used
+        try:
+            import umap  # slow to import (numba): only when the manifold is used
+        except ImportError:
+            raise MissingExtraError("manifold=umap", "umap") from None
 
         start = time.perf_counter()
         reducer = umap.UMAP(
@@ -70,9 +74,14 @@ class UMAPManifold:
             n_jobs=1 if self.deterministic else -1,
         )
         out = reducer.fit_transform(z).astype(np.float32)
+        self.model = reducer
         self.seconds = time.perf_counter() - start
         log.info(
-            "umap: %d × %d → %d-d in %.1f s (%s)", n, z.shape[1], self.n_components, self.seconds,
+            "umap: %d × %d → %d-d in %.1f s (%s)",
+            n,
+            z.shape[1],
+            self.n_components,
+            self.seconds,
             "seeded, 1 thread" if self.deterministic else "unseeded, parallel",
-        )  # fmt: skip
+        )
         return out

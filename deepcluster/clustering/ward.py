@@ -14,7 +14,13 @@ import fastcluster
 import numpy as np
 from scipy.cluster.hierarchy import fcluster
 
-from deepcluster.clustering.base import ClusterResult, check_k, cluster_means
+from deepcluster.clustering.base import (
+    ClusterResult,
+    NearestCentroid,
+    check_k,
+    cluster_means,
+    within_cluster_sum_of_squares,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +50,20 @@ def ward(z: np.ndarray, k: int) -> ClusterResult:
     check_k(len(z), k)
     start = time.perf_counter()
     if len(z) > 20_000:
-        log.info("ward: linkage of %d × %d codes (about a minute per 70 000 on 2 cores)…",
-                 *np.shape(z))  # fmt: skip
+        log.info(
+            "ward: linkage of %d × %d codes (about a minute per 70 000 on 2 cores)…", *np.shape(z)
+        )
     linkage = ward_linkage(z)
     labels = cut(linkage, k)
     seconds = time.perf_counter() - start
     log.info("ward: %d points → %d clusters in %.1f s", len(z), k, seconds)
+    centers = cluster_means(z, labels, k)
     return ClusterResult(
         labels=labels,
-        centers=cluster_means(z, labels, k),
+        centers=centers,
         seconds=seconds,
+        objective=within_cluster_sum_of_squares(z, labels, k),  # what Ward's merges minimise
+        predictor=NearestCentroid(centers),  # new points join the nearest cluster mean
         extra={"linkage": linkage},
     )
 
@@ -61,7 +71,7 @@ def ward(z: np.ndarray, k: int) -> ClusterResult:
 class Ward:
     """Configured Ward clusterer: `Ward()(z, k)`. Deterministic: no seed, no restarts."""
 
-    name = "ward"
+    objective_name = "within_ss"  # lower is better
 
     def __call__(self, z: np.ndarray, k: int) -> ClusterResult:
         return ward(z, k)

@@ -13,9 +13,34 @@ from collections.abc import Iterator
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from deepcluster.errors import DataError
+
+
+def conform(images: torch.Tensor, size: int, channels: int, chunk: int = 4096) -> torch.Tensor:
+    """(N, C, H, W) uint8 → (N, channels, size, size) uint8: grey ↔ RGB (ITU-R 601 luma),
+    then an antialiased bilinear resize; a no-op when the images already fit."""
+    n, c, h, w = images.shape
+    if c == channels and h == w == size:
+        return images
+    if c not in (1, 3):
+        raise DataError(f"images have {c} channels; only 1 (grey) and 3 (RGB) can be converted")
+    out = torch.empty((n, channels, size, size), dtype=torch.uint8)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    for start in range(0, n, chunk):  # bounded memory for 70 000 images
+        x = images[start : start + chunk].float()
+        if c == 3 and channels == 1:
+            x = (x * luma).sum(1, keepdim=True)
+        elif c == 1 and channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        if (h, w) != (size, size):
+            x = F.interpolate(
+                x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
+        out[start : start + chunk] = x.clamp(0, 255).round().to(torch.uint8)
+    return out
 
 
 class EpochBatchSampler(Sampler[torch.Tensor]):
@@ -79,53 +104,71 @@ class IndexedImages(Dataset):
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Base class: subclasses implement load() → (images (N, C, H, W) uint8, labels (N,) int64).
+    """Base class: subclasses implement load() → (images (N, C, H, W) uint8, labels (N,) int64
+    or None when the data has no labels).
 
     prepare() loads once and validates, so the CLI can fail on bad data before training.
-    Labels are kept for evaluation only; nothing in training reads them.
+    Labels are kept for evaluation only; nothing in training reads them. `paths` names each
+    image's file where the data has files (folders), for predictions.csv.
     """
-
-    name = "images"
 
     def __init__(
         self,
         batch_size: int = 256,
         seed: int = 0,
-        num_classes: int = 10,
+        num_classes: int | None = None,
+        image_size: int = 28,
+        channels: int = 1,
         device_resident: bool = True,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be >= 1")
+        if image_size < 1 or channels not in (1, 3):
+            raise ValueError(
+                f"dataset.image_size={image_size} must be >= 1 and dataset.channels={channels} "
+                "1 (grey) or 3 (RGB)"
+            )
+        self.image_size, self.channels = image_size, channels
         self.batch_size = batch_size
         self.seed = seed
         self.num_classes = num_classes
         self.device_resident = device_resident  # keep the images on the GPU when there is one
         self.images: torch.Tensor | None = None  # (N, C, H, W) uint8
-        self.labels: np.ndarray | None = None  # (N,) int64, evaluation only
+        self.labels: np.ndarray | None = None  # (N,) int64, evaluation only; None: unlabelled
+        self.paths: list[str] | None = None  # (N,) source files, where there are files
+        self.skipped: list[str] = []  # files that could not be read (folders)
         self._train_images: torch.Tensor | None = None
 
-    def load(self) -> tuple[torch.Tensor, np.ndarray]:
+    def load(self) -> tuple[torch.Tensor, np.ndarray | None]:
         raise NotImplementedError
 
     def prepare(self) -> ImageDataModule:
         if self.images is None:
             images, labels = self.load()
             images = torch.as_tensor(images)
-            labels = np.asarray(labels, dtype=np.int64)
+            name = type(self).__name__
             if images.dtype != torch.uint8 or images.ndim != 4:
                 raise DataError(
-                    f"{self.name}: images must be uint8 (N, C, H, W), "
+                    f"{name}: images must be uint8 (N, C, H, W), "
                     f"got {images.dtype} {tuple(images.shape)}"
                 )
-            if len(images) != len(labels):
-                raise DataError(f"{self.name}: {len(images)} images but {len(labels)} labels")
+            if labels is not None:
+                labels = np.asarray(labels, dtype=np.int64)
+                if len(images) != len(labels):
+                    raise DataError(f"{name}: {len(images)} images but {len(labels)} labels")
+            images = conform(images, self.image_size, self.channels)
             self.images, self.labels = images.contiguous(), labels
         return self
 
     @property
     def num_samples(self) -> int:
         return len(self.prepare().images)
+
+    @property
+    def train_images(self) -> torch.Tensor:
+        """The images training reads: on the GPU once setup() ran on one, else the CPU copy."""
+        return self._train_images if self._train_images is not None else self.prepare().images
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -147,8 +190,12 @@ class ImageDataModule(L.LightningDataModule):
         # under DDP each rank takes batch_size / world_size: the global batch stays the same
         per_rank = max(1, self.batch_size // world)
         sampler = EpochBatchSampler(
-            len(self._train_images), per_rank, shuffle=True, seed=self.seed,
-            rank=rank, world_size=world,
-        )  # fmt: skip
+            len(self._train_images),
+            per_rank,
+            shuffle=True,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
         # batch_size=None: the sampler yields whole index batches, fetched in one slice
         return DataLoader(IndexedImages(self._train_images), sampler=sampler, batch_size=None)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from deepcluster.data.base import ImageDataModule
+from deepcluster.data.fetch import missing_data_error, torchvision_download
 from deepcluster.data.idx import read_idx
 from deepcluster.errors import DataError
 
@@ -25,9 +26,14 @@ class _IDXDataModule(ImageDataModule):
     debian_package: str | None = None
 
     def __init__(
-        self, root: str = "./data", split: str = "all", download: bool = True, **kwargs
+        self,
+        root: str = "./data",
+        split: str = "all",
+        download: bool = True,
+        num_classes: int = 10,
+        **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(num_classes=num_classes, **kwargs)
         if split not in SPLITS:
             raise ValueError(f"dataset.split={split!r} must be one of {', '.join(SPLITS)}")
         self.root = Path(root).expanduser()
@@ -43,8 +49,11 @@ class _IDXDataModule(ImageDataModule):
 
     def _locate(self) -> dict[str, Path] | None:
         """{stem: path} for every file the split needs, from the first place that has all."""
-        stems = [f"{p}-{kind}" for p in SPLITS[self.split]
-                 for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]  # fmt: skip
+        stems = [
+            f"{p}-{kind}"
+            for p in SPLITS[self.split]
+            for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+        ]
         places = [self.root / self.folder / "raw"]
         if self.debian_dir is not None:
             places.append(self.debian_dir)
@@ -54,41 +63,27 @@ class _IDXDataModule(ImageDataModule):
                 return found
         return None
 
-    def _try_download(self) -> str:
-        """Fetch through torchvision; returns why it failed ('' on success)."""
-        import torchvision
-
-        try:
-            getattr(torchvision.datasets, self.folder)(str(self.root), train=True, download=True)
-            getattr(torchvision.datasets, self.folder)(str(self.root), train=False, download=True)
-        except Exception as exc:  # no network, proxy, mirror down: all end the same way
-            return f"the download failed ({type(exc).__name__}: {str(exc)[:200]})"
-        return ""
-
-    def _missing_error(self, why: str) -> DataError:
-        ways = [
-            f"set data.root=<a folder holding {self.folder}/raw/*-ubyte> "
-            "(or the environment variable DEEPCLUSTER_DATA)",
-        ]
-        if self.debian_package:
-            ways.append(f"on Debian: apt-get install {self.debian_package}")
-        ways.append("run on the bundled scikit-learn digits: dataset=digits")
-        return DataError(
-            f"{self.name}: no {self.split!r} files found under {self.root / self.folder / 'raw'}"
-            + (f" or {self.debian_dir}" if self.debian_dir else "")
-            + f", and {why}. Ways out: "
-            + "; ".join(ways)
-            + "."
-        )
-
     # --- loading -----------------------------------------------------------------------
     def load(self) -> tuple[torch.Tensor, np.ndarray]:
         files = self._locate()
         if files is None:
-            why = self._try_download() if self.download else "data.download is false"
+            why = (
+                torchvision_download(self.folder, self.root)
+                if self.download
+                else "data.download is false"
+            )
             files = self._locate()
             if files is None:
-                raise self._missing_error(why or "the download left no files")
+                where = [self.root / self.folder / "raw"] + (
+                    [self.debian_dir] if self.debian_dir else []
+                )
+                raise missing_data_error(
+                    f"{self.folder}: no {self.split!r} files",
+                    where,
+                    f"{self.folder}/raw/*-ubyte",
+                    why or "the download left no files",
+                    self.debian_package,
+                )
         images, labels = [], []
         for part in SPLITS[self.split]:
             img_path = files[f"{part}-images-idx3-ubyte"]
@@ -109,12 +104,10 @@ class _IDXDataModule(ImageDataModule):
 
 
 class MNISTDataModule(_IDXDataModule):
-    name = "mnist"
     folder = "MNIST"
 
 
 class FashionMNISTDataModule(_IDXDataModule):
-    name = "fashion_mnist"
     folder = "FashionMNIST"
     debian_dir = Path("/usr/share/datasets/fashion-mnist")
     debian_package = "dataset-fashion-mnist"

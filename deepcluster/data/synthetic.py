@@ -12,13 +12,12 @@ from deepcluster.data.base import ImageDataModule
 
 
 class SyntheticDataModule(ImageDataModule):
-    name = "synthetic"
-
-    def __init__(self, n: int = 512, num_classes: int = 4, size: int = 28, **kwargs) -> None:
+    def __init__(self, n: int = 512, num_classes: int = 4, **kwargs) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
         if n < 1 or num_classes < 1:
             raise ValueError(f"dataset.n={n} and dataset.num_classes={num_classes} must be >= 1")
-        self.n, self.size = n, size
+        self.n = n
+        self.size = self.image_size
 
     def load(self) -> tuple[torch.Tensor, np.ndarray]:
         rng = np.random.default_rng(self.seed)

@@ -1,10 +1,13 @@
-from deepcluster.models.autoencoder import ACTIVATIONS, CAE, CAEDeep, make_activation
+from deepcluster.models.base import ACTIVATIONS, Autoencoder, make_activation
+from deepcluster.models.cae import CAE
+from deepcluster.models.cae_deep import CAEDeep
 from deepcluster.models.module import DeepClusterModule, NonFiniteLossError
 
 __all__ = [
     "ACTIVATIONS",
     "CAE",
     "CAEDeep",
+    "Autoencoder",
     "DeepClusterModule",
     "NonFiniteLossError",
     "make_activation",

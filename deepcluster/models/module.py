@@ -1,19 +1,26 @@
 """The LightningModule (the *system*): holds a plain autoencoder and trains it.
 
 Two phases: reconstruction (MSE) while no targets are set, then method A's refinement
-MSE(f(x)·V, T[idx]) once the ClusteringCallback has handed over V and T. V and T are buffers,
-so checkpoints carry them.
+MSE(f(x)·V, T[idx]) once the ClusteringCallback has handed over V and T. V and T are plain
+tensors, not buffers (DDP would broadcast buffers at every step; the callback already gives
+every rank the same ones); checkpoints carry them under "refinement".
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torchmetrics import MeanMetric
 
 from deepcluster.errors import DeepClusterError
+from deepcluster.models.base import Autoencoder
+
+Augment = Callable[[torch.Tensor, int], torch.Tensor]  # (x (B, C, H, W), step) → same shape
 
 
 class NonFiniteLossError(DeepClusterError):
@@ -21,29 +28,42 @@ class NonFiniteLossError(DeepClusterError):
 
 
 class DeepClusterModule(L.LightningModule):
+    """Args:
+    model: the autoencoder (see models/base.py for its contract).
+    lr: Adam's learning rate; `lr_schedule(steps_per_epoch)` (optional) gives the factor
+        per step, step → factor, that scales it.
+    recon_weight: weight of a reconstruction term during refinement (the reference: 0,
+        the decoder gets no gradient then).
+    augment: optional (x, step) → x' applied to training inputs only; the targets stay the
+        clean image (reconstruction) or the clean image's target (refinement).
+    nan_check_every: steps between checks that the loss is finite (each check waits for the
+        device; the epoch end checks too).
+    """
+
     def __init__(
         self,
-        model: nn.Module,
+        model: Autoencoder,
         lr: float = 1e-3,
         recon_weight: float = 0.0,
-        embed_batch_size: int = 8192,
+        embed_batch_size: int = 2048,
         channels_last: bool = False,
+        augment: Augment | None = None,
+        lr_schedule: Callable[[int], Callable[[int], float]] | None = None,
+        nan_check_every: int = 50,
     ) -> None:
         super().__init__()
         if lr <= 0:
             raise ValueError(f"optim.lr={lr} must be > 0")
         if recon_weight < 0:
             raise ValueError(f"refine.recon_weight={recon_weight} must be >= 0")
-        self.save_hyperparameters(ignore=["model"])
-        self.model = model
-        self.lr = lr
-        self.recon_weight = recon_weight
-        self.embed_batch_size = embed_batch_size
-        self.channels_last = channels_last
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.register_buffer("rotation", torch.empty(0, 0))  # V: (d, d)
-        self.register_buffer("targets", torch.empty(0, 0))  # T: (N, d)
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.lr, self.recon_weight, self.lr_schedule = lr, recon_weight, lr_schedule
+        self.embed_batch_size, self.channels_last = embed_batch_size, channels_last
+        self.augment, self.nan_check_every = augment, nan_check_every
+        self.epoch_loss = MeanMetric(nan_strategy="disable")  # synced over ranks on compute()
+        self.rotation = torch.empty(0, 0)  # V: (d, d)
+        self.targets = torch.empty(0, 0)  # T: (N, d)
+        self._loss_sum = torch.zeros(())
 
     # --- refinement state --------------------------------------------------------------
     @property
@@ -51,47 +71,88 @@ class DeepClusterModule(L.LightningModule):
         return self.targets.numel() > 0
 
     def set_targets(self, rotation: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor):
-        """rotation: (d, d), targets: (N, d); stored as float32 buffers on the module's device."""
+        """rotation: (d, d), targets: (N, d); stored as float32 on the module's device."""
         self.rotation = torch.as_tensor(rotation, dtype=torch.float32, device=self.device)
         self.targets = torch.as_tensor(targets, dtype=torch.float32, device=self.device)
 
+    def on_fit_start(self) -> None:  # a restored checkpoint loads before the move to the device
+        self.set_targets(self.rotation, self.targets)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["refinement"] = {"rotation": self.rotation.cpu(), "targets": self.targets.cpu()}
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Buffers start empty; give them the saved shapes so load_state_dict accepts them.
-        state = checkpoint.get("state_dict", {})
-        for name in ("rotation", "targets"):
-            if name in state:
-                setattr(self, name, torch.empty_like(state[name], device=self.device))
+        state = checkpoint.get("refinement")
+        weights = checkpoint.get("state_dict", {})
+        if state is None and "targets" in weights:  # checkpoints of 0.1, where they were buffers
+            state = {"rotation": weights.pop("rotation"), "targets": weights.pop("targets")}
+        if state is not None:
+            self.set_targets(state["rotation"], state["targets"])
 
     # --- training ----------------------------------------------------------------------
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
-        x, idx = batch  # (B, C, H, W) float, (B,) long
+        x, idx = batch  # (B, C, H, W) float in [0, 1], (B,) long
         x = self._prep(x)
+        seen = self.augment(x, self.global_step) if self.augment is not None else x
         if self.refining:
-            z = self.model.encode(x)  # (B, d)
+            z = self.model.encode(seen)  # (B, d)
             loss = F.mse_loss(z @ self.rotation, self.targets[idx])
             if self.recon_weight > 0:
                 loss = loss + self.recon_weight * F.mse_loss(self.model.decode(z), x)
+            else:
+                # the decoder takes no part: a zero term keeps every parameter in the graph,
+                # so DDP needs no unused-parameter search; on_after_backward drops its grads
+                loss = loss + 0.0 * sum(p.sum() for p in self.model.decoder.parameters())
         else:
-            _, recon = self.model(x)
+            _, recon = self.model(seen)
             loss = F.mse_loss(recon, x)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"the training loss became {loss.item()} at epoch {self.current_epoch}, "
-                f"step {self.global_step} (batch {batch_idx}). Lower optim.lr or check the data."
-            )
+        self.epoch_loss.update(loss.detach(), weight=len(x))
+        self._loss_sum = self._loss_sum.to(loss.device) + loss.detach()
+        if (batch_idx + 1) % self.nan_check_every == 0:
+            self.check_finite(self._loss_sum, f"checked every {self.nan_check_every} steps")
         self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
         return loss
 
+    def on_after_backward(self) -> None:
+        if self.refining and self.recon_weight == 0:  # Adam must not move the decoder
+            for p in self.model.decoder.parameters():
+                p.grad = None
+
+    def check_finite(self, value: torch.Tensor, when: str) -> None:
+        if not torch.isfinite(value):
+            raise NonFiniteLossError(
+                f"the training loss became {float(value)} at epoch {self.current_epoch}, "
+                f"step {self.global_step} ({when}). Lower optim.lr or check the data."
+            )
+
+    def epoch_mean_loss(self) -> float:
+        """The epoch's mean training loss over all ranks; resets for the next epoch."""
+        loss = self.epoch_loss.compute()
+        self.epoch_loss.reset()
+        self._loss_sum = torch.zeros((), device=self.device)
+        self.check_finite(loss, "checked at the epoch end")
+        return float(loss)
+
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        if self.lr_schedule is None:
+            return optimizer
+        epochs = max(1, self.trainer.max_epochs or 1)
+        steps_per_epoch = math.ceil(self.trainer.estimated_stepping_batches / epochs)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_schedule(steps_per_epoch))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # --- inference ---------------------------------------------------------------------
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """Codes of all images. images: (N, C, H, W) uint8 (any device) → (N, d) float32."""
+        """Codes of clean images. images: (N, C, H, W) uint8 (any device) → (N, d) float32
+        on the module's device."""
         batch_size = batch_size or self.embed_batch_size
         was_training = self.training
         self.eval()

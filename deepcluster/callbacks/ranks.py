@@ -1,0 +1,46 @@
+"""What the clustering callback needs of DDP: one rank computes, every rank gets the result
+(or the error), and every rank is checked to hold the same labels and targets."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepcluster.errors import ClusteringError
+
+
+def on_rank_zero(trainer: Any, compute: Callable[[], Any], what: str) -> Any:
+    """compute() on rank 0, its result broadcast to every rank. If it raises, every rank raises
+    (a ClusteringError with its message) instead of waiting in the broadcast until timeout."""
+    out = None
+    if trainer.is_global_zero:
+        try:
+            out = ("ok", compute())
+        except Exception as exc:
+            out = ("error", f"{type(exc).__name__}: {exc}")
+    status, value = trainer.strategy.broadcast(out, src=0)
+    if status == "error":
+        raise ClusteringError(
+            f"{what} failed at epoch {trainer.current_epoch}, step {trainer.global_step}: {value}"
+        )
+    return value
+
+
+def check_ranks_agree(trainer: Any, labels: np.ndarray, pl_module: Any) -> None:
+    """Compare a digest of the labels (and targets, rotation) over ranks; fail loudly."""
+    h = hashlib.blake2b(digest_size=7)
+    h.update(np.ascontiguousarray(labels).tobytes())
+    if pl_module.refining:
+        h.update(pl_module.targets.detach().cpu().numpy().tobytes())
+        h.update(pl_module.rotation.detach().cpu().numpy().tobytes())
+    mine = torch.tensor([int.from_bytes(h.digest(), "big")], device=pl_module.device)
+    every = trainer.strategy.all_gather(mine).reshape(-1)  # (world_size,)
+    if not bool((every == every[0]).all()):
+        raise RuntimeError(
+            f"ranks disagree on the clustering at epoch {trainer.current_epoch}, step "
+            f"{trainer.global_step}: digests {every.tolist()}. Please report this."
+        )

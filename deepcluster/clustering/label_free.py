@@ -1,0 +1,39 @@
+"""Label-free scores of a clustering: what may choose a model, a k or a setting.
+
+Silhouette on a fixed random sample (at most 10 000 codes: it is O(n²)), Calinski–Harabasz
+and Davies–Bouldin on all codes (scikit-learn), and the clusterer's own objective.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+SILHOUETTE_SAMPLE = 10_000
+
+
+def silhouette(z: np.ndarray, labels: np.ndarray, sample: int = SILHOUETTE_SAMPLE, seed: int = 0):
+    """Mean silhouette (Euclidean) of a fixed random sample of at most `sample` points."""
+    if len(np.unique(labels)) < 2:
+        return math.nan
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(z), size=min(sample, len(z)), replace=False)
+    if len(np.unique(labels[idx])) < 2:
+        return math.nan
+    return float(silhouette_score(z[idx], labels[idx]))
+
+
+def label_free_scores(
+    z: np.ndarray, labels: np.ndarray, objective: float | None = None, seed: int = 0
+) -> dict[str, float]:
+    """silhouette, calinski_harabasz (higher is better), davies_bouldin (lower), objective."""
+    z = np.asarray(z, dtype=np.float64)
+    several = len(np.unique(labels)) >= 2
+    return {
+        "silhouette": silhouette(z, labels, seed=seed),
+        "calinski_harabasz": float(calinski_harabasz_score(z, labels)) if several else math.nan,
+        "davies_bouldin": float(davies_bouldin_score(z, labels)) if several else math.nan,
+        "objective": math.nan if objective is None else float(objective),
+    }

@@ -1,0 +1,143 @@
+"""When to cluster, through which pipeline, and when refinement has converged.
+
+Plain Python: the Lightning callback asks it at three moments (train start, after a step, at
+an epoch end) and hands it every new labelling. One rule, in full:
+
+- Before refinement the clustering only *monitors* the codes. It runs at the end of every
+  epoch whose number (epoch + 1) is a multiple of `cluster_every_n_epochs`, at the last epoch
+  and when training stops early. With a manifold (UMAP) the monitoring updates go through it
+  when (epoch + 1) is a multiple of `manifold_every_n_epochs`, and at the last epoch.
+- The update that starts refinement (the end of epoch `pretrain_epochs - 1`, or the start of
+  training when a run begins or resumes past it without targets) always clusters, through the
+  manifold when there is one: the refinement starts from the best partition we can make.
+- Every refinement update after that (every `update_interval` steps and every epoch end)
+  clusters the codes directly. So within refinement all labellings come from one pipeline.
+- `changed` is the fraction of labels that moved since the previous update *of the same
+  pipeline* (after Hungarian alignment; the update that starts refinement forgets the older
+  monitoring labels); refinement has converged when, between two
+  refinement updates, it is below `tol`. Refinement also stops after `max_iterations` steps
+  (0: no cap).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepcluster.clustering.metrics import label_change_fraction
+
+
+@dataclass(frozen=True)
+class Update:
+    """One clustering update: where it happens and how it clusters."""
+
+    where: str  # "start" | "step" | "epoch"
+    manifold: bool  # through the manifold (else the codes directly)
+    starts_refinement: bool  # its labels and centres become the first targets
+    phase: str  # "pretrain" | "refine": the phase of the training that led to it
+
+    @property
+    def pipeline(self) -> str:
+        return "manifold" if self.manifold else "codes"
+
+
+@dataclass
+class ClusteringSchedule:
+    refine: bool = False
+    pretrain_epochs: int = 0
+    update_interval: int = 0  # steps between refinement updates (0: epoch ends only)
+    tol: float = 0.005
+    max_iterations: int = 0  # refinement steps before stopping (0: no cap)
+    cluster_every_n_epochs: int = 1
+    manifold_every_n_epochs: int = 0  # 0: no manifold
+    # state (checkpointed through state_dict)
+    previous: dict[str, np.ndarray] = field(default_factory=dict)  # pipeline → last labels
+    refine_steps: int = 0
+    stop_reason: str = "max_epochs"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "pretrain_epochs",
+            "update_interval",
+            "max_iterations",
+            "manifold_every_n_epochs",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.cluster_every_n_epochs < 1:
+            raise ValueError(f"cluster_every_n_epochs={self.cluster_every_n_epochs} must be >= 1")
+        if not 0 <= self.tol < 1:
+            raise ValueError(f"tol={self.tol} must be in [0, 1)")
+
+    # --- when ------------------------------------------------------------------------
+    def _manifold_at(self, epoch: int, last: bool) -> bool:
+        every = self.manifold_every_n_epochs
+        return every > 0 and ((epoch + 1) % every == 0 or last)
+
+    def at_train_start(self, epoch: int, refining: bool) -> Update | None:
+        """Refinement is due but has no targets yet (pretrain_epochs=0, or a resumed run)."""
+        if self.refine and not refining and epoch >= self.pretrain_epochs:
+            return Update("start", self.manifold_every_n_epochs > 0, True, "pretrain")
+        return None
+
+    def after_step(self, batch_idx: int, num_batches: int, refining: bool) -> Update | None:
+        """After a training step: the refinement's every-`update_interval`-steps update."""
+        if not refining:
+            return None
+        self.refine_steps += 1
+        every = self.update_interval
+        if every and (batch_idx + 1) % every == 0 and batch_idx + 1 < num_batches:
+            return Update("step", False, False, "refine")  # the epoch end updates anyway
+        return None
+
+    def at_epoch_end(
+        self, epoch: int, max_epochs: int | None, stopping: bool, refining: bool
+    ) -> Update | None:
+        """At the end of `epoch`; None when this epoch is not clustered (monitoring cadence)."""
+        last = stopping or (max_epochs is not None and max_epochs > 0 and epoch >= max_epochs - 1)
+        if refining:
+            return Update("epoch", False, False, "refine")
+        if self.refine and epoch + 1 >= self.pretrain_epochs:
+            return Update("epoch", self.manifold_every_n_epochs > 0, True, "pretrain")
+        if last or (epoch + 1) % self.cluster_every_n_epochs == 0:
+            return Update("epoch", self._manifold_at(epoch, last), False, "pretrain")
+        return None
+
+    @property
+    def cap_reached(self) -> bool:
+        return bool(self.max_iterations) and self.refine_steps >= self.max_iterations
+
+    # --- what happened ---------------------------------------------------------------
+    def record(self, update: Update, labels: np.ndarray) -> tuple[float, bool]:
+        """Take a new labelling; returns (changed, should stop)."""
+        before = self.previous.get(update.pipeline)
+        changed = math.nan if before is None else label_change_fraction(before, labels)
+        if update.starts_refinement:  # monitoring labels of the other pipeline are stale now
+            self.previous.clear()
+        self.previous[update.pipeline] = np.asarray(labels)
+        if update.phase != "refine":
+            return changed, False
+        if changed < self.tol:  # NaN compares False: the first refinement update never stops
+            self.stop_reason = f"converged: {changed:.2%} of labels changed (< tol {self.tol:.2%})"
+            return changed, True
+        if self.cap_reached:
+            self.stop_reason = f"max_iterations: {self.refine_steps} refinement steps"
+            return changed, True
+        return changed, False
+
+    # --- checkpointed state ----------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "previous": {key: torch.from_numpy(v) for key, v in self.previous.items()},
+            "refine_steps": self.refine_steps,
+            "stop_reason": self.stop_reason,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.previous = {key: v.numpy() for key, v in state["previous"].items()}
+        self.refine_steps = int(state["refine_steps"])
+        self.stop_reason = str(state["stop_reason"])

@@ -1,0 +1,208 @@
+"""The config schema: every top-level key's type (a structured config Hydra checks while it
+composes) and range (checked here, once, before any data loads), with messages that name the
+key, the value and the fix.
+
+Group options (dataset, model, clusterer, manifold, trainer, logger, augment) are free-form
+nodes: their keys are their class's constructor arguments, checked by the constructor when
+`build` instantiates them, also before any data loads. So a new clusterer is one Python file
+(its constructor checks its own arguments) and one YAML file, nothing here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from deepcluster.errors import ConfigError
+
+NAMED_GROUPS = ("dataset", "activation", "model", "clusterer", "manifold")  # carry a `name`
+
+
+# Types here, values (and their comments) in conf/config.yaml and the group YAML files.
+@dataclass
+class DataConfig:
+    root: str = MISSING
+    download: bool = MISSING
+    batch_size: int = MISSING
+
+
+@dataclass
+class OptimConfig:
+    lr: float = MISSING
+    schedule: str = MISSING  # constant | one_cycle
+    peak_lr: float = MISSING
+    warmup_fraction: float = MISSING
+
+
+@dataclass
+class RefineConfig:
+    enabled: bool = MISSING
+    update_interval: int = MISSING
+    tol: float = MISSING
+    recon_weight: float = MISSING
+    max_iterations: int = MISSING
+    first_n_init: int = MISSING
+
+
+@dataclass
+class KSearchConfig:
+    min: int = MISSING
+    max: int = MISSING
+    criterion: str = MISSING
+
+
+@dataclass
+class Config:
+    dataset: Any = None
+    activation: Any = None
+    model: Any = None
+    clusterer: Any = None
+    manifold: Any = None
+    augment: Any = None
+    trainer: Any = None
+    logger: Any = None
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    k: Any = MISSING  # an integer >= 2, or "auto"
+    k_search: KSearchConfig = field(default_factory=KSearchConfig)
+    seed: int = MISSING
+    pretrain_epochs: int = MISSING
+    cluster_every_n_epochs: int = MISSING
+    ckpt_path: str | None = None  # noqa: UP007  a checkpoint file, or "last"
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    embed_batch_size: int = MISSING
+    channels_last: bool = MISSING
+    plots: bool = MISSING
+    baseline: bool = MISSING
+    output_dir: str | None = None  # noqa: UP007  default: Hydra's run directory
+    run_name: str | None = None  # noqa: UP007
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="deepcluster_schema", node=Config)
+
+
+# --- ranges ----------------------------------------------------------------------------
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+Rule = tuple[str, Callable[[Any], bool], str]
+RULES: list[Rule] = [
+    (
+        "k",
+        lambda v: v == "auto" or (_int(v) and v >= 2),
+        "an integer >= 2 (the number of clusters), or auto to choose it without labels",
+    ),
+    ("k_search.min", lambda v: v >= 2, "an integer >= 2"),
+    (
+        "k_search.criterion",
+        lambda v: v in ("silhouette", "bic", "ward_gap"),
+        "one of silhouette, bic, ward_gap",
+    ),
+    ("seed", lambda v: v >= 0, "an integer >= 0"),
+    (
+        "pretrain_epochs",
+        lambda v: v >= 0,
+        "an integer >= 0 (reconstruction epochs before refinement)",
+    ),
+    ("cluster_every_n_epochs", lambda v: v >= 1, "an integer >= 1"),
+    (
+        "trainer.max_epochs",
+        lambda v: _int(v) and v >= 0,
+        "an integer >= 0 (0: cluster a trained model given by ckpt_path, no training)",
+    ),
+    ("data.batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("optim.lr", lambda v: v > 0, "a number > 0"),
+    ("optim.schedule", lambda v: v in ("constant", "one_cycle"), "constant or one_cycle"),
+    ("optim.peak_lr", lambda v: v > 0, "a number > 0"),
+    ("optim.warmup_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("embed_batch_size", lambda v: v >= 1, "an integer >= 1 (images per embedding pass)"),
+    (
+        "refine.update_interval",
+        lambda v: v >= 0,
+        "an integer >= 0 (steps between reclusterings; 0: every epoch)",
+    ),
+    (
+        "refine.tol",
+        lambda v: 0 <= v < 1,
+        "a number in [0, 1) (the fraction of labels that may still change when refinement stops)",
+    ),
+    ("refine.recon_weight", lambda v: v >= 0, "a number >= 0"),
+    ("refine.max_iterations", lambda v: v >= 0, "an integer >= 0 (0: no cap)"),
+    ("refine.first_n_init", lambda v: v >= 1, "an integer >= 1"),
+    ("manifold.every_n_epochs", lambda v: _int(v) and v >= 1, "an integer >= 1"),
+]
+
+
+def require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every check that needs no data: raises ConfigError naming the key, value and fix."""
+    for group in NAMED_GROUPS:
+        node = cfg.get(group)
+        require(node is not None, f"no {group} chosen: add {group}=<option> (see conf/{group}/)")
+        name = node.get("name")
+        require(
+            isinstance(name, str) and name != "",
+            f"the {group} option has no `name:` key; add `name: <option>` to its YAML file "
+            f"in conf/{group}/ (it names the option in metrics.json and the report)",
+        )
+    k = cfg.get("k")
+    require(
+        k is not None,
+        f"k is not set and dataset={cfg.dataset.name} has no classes to count: "
+        "give k=<number of clusters> or k=auto",
+    )
+    for key, ok, want in RULES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None and key != "k":
+            continue  # an optional node that is absent (e.g. manifold=none)
+        require(
+            _num(value) and ok(value)
+            if key not in ("k", "k_search.criterion", "optim.schedule")
+            else ok(value),
+            f"{key}={value!r} must be {want}",
+        )
+    require(
+        cfg.k_search.max >= cfg.k_search.min,
+        f"k_search.max={cfg.k_search.max} must be >= k_search.min={cfg.k_search.min}",
+    )
+    from deepcluster.models.base import ACTIVATIONS
+
+    name = cfg.activation.name
+    require(
+        name in ACTIVATIONS,
+        f"activation.name={name!r} is unknown; choose one of {', '.join(sorted(ACTIVATIONS))}",
+    )
+    require(
+        cfg.trainer.max_epochs > 0 or cfg.get("ckpt_path") not in (None, "", "last"),
+        "trainer.max_epochs=0 clusters a trained model without training: give its "
+        "checkpoint with ckpt_path=<run dir>/checkpoints/last.ckpt",
+    )
+    _check_accelerator(cfg)
+
+
+def _check_accelerator(cfg: DictConfig) -> None:
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        require(
+            torch.cuda.is_available(),
+            f"trainer={cfg.trainer.get('name', accelerator)}: no GPU found "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}, "
+            "torch.cuda.is_available() is False). Run on the CPU with trainer=default (the "
+            "default), or install a CUDA build of PyTorch on a machine with an NVIDIA GPU.",
+        )

@@ -1,0 +1,56 @@
+"""What machine produced a figure: CPU model and ISA, threads, GPU, torch, commit."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from functools import cache
+from pathlib import Path
+
+
+@cache
+def describe() -> dict[str, object]:
+    import torch
+
+    name, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name in ("", platform.machine(), "x86_64"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    isa = ("AMX" if "amx_tile" in flags else "") + (
+        "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
+    )
+    info: dict[str, object] = {
+        "cpu": f"{name} ({isa})" if isa else name,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "commit": commit(),
+    }
+    return info
+
+
+def commit() -> str | None:
+    """The checkout's commit (with -dirty when it has uncommitted changes), if it is one."""
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def label(info: dict[str, object] | None = None) -> str:
+    info = info or describe()
+    return str(info["gpu"]) if info.get("gpu") else f"{info['cpu']}, {info['threads']} threads"

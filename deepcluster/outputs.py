@@ -1,0 +1,174 @@
+"""What a finished run leaves in its folder (README, "Where the results go")."""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from deepcluster.clustering import clustering_scores
+from deepcluster.clustering.kmeans import kmeans
+from deepcluster.machine import describe
+
+BASELINE_SAMPLE = 10_000
+
+
+def jsonable(value: Any) -> Any:
+    """numpy scalars → Python; NaN → None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def pixel_baseline(images, labels: np.ndarray | None, k: int, seed: int) -> dict[str, Any]:
+    """k-means on the raw input pixels (same k and seed; a fixed sample of at most 10 000):
+    what clustering gets without the autoencoder."""
+    rng = np.random.default_rng(seed)
+    n = len(images)
+    idx = np.sort(rng.choice(n, size=min(n, BASELINE_SAMPLE), replace=False))
+    x = images[idx].reshape(len(idx), -1).float().div(255.0).cpu().numpy()  # (n, C·H·W)
+    res = kmeans(x, k, n_init=10, seed=seed)
+    out: dict[str, Any] = {"method": "k-means on pixels", "n": len(idx), "k": k}
+    if labels is not None:
+        scores = clustering_scores(labels[idx], res.labels)
+        out.update(acc=scores["acc"], nmi=scores["nmi"])
+    return out
+
+
+def final_metrics(cfg: DictConfig, callback, datamodule, baseline: dict | None) -> dict[str, Any]:
+    final = [h for h in callback.history if "k" in h][-1]
+    metrics: dict[str, Any] = {
+        key: final.get(key)
+        for key in (
+            "acc",
+            "nmi",
+            "ari",
+            "purity",
+            "silhouette",
+            "calinski_harabasz",
+            "davies_bouldin",
+            "objective",
+        )
+    }
+    metrics.update(
+        {
+            "k": int(callback.k_now),
+            "dataset": cfg.dataset.name,
+            "split": cfg.dataset.get("split", "all"),
+            "n": int(len(callback.labels)),
+            "labelled": datamodule.labels is not None,
+            "clusterer": cfg.clusterer.name,
+            "objective_name": getattr(callback.clusterer, "objective_name", None),
+            "manifold": cfg.manifold.name,
+            "activation": cfg.activation.name,
+            "model": cfg.model.name,
+            "refine": bool(cfg.refine.enabled),
+            "augment": OmegaConf.select(cfg, "augment.name", default="none"),
+            "seed": int(cfg.seed),
+            "epochs": len(callback.history),
+            "stop_reason": callback.stop_reason,
+            "baseline": baseline,
+        }
+    )
+    if callback.k_choice is not None:
+        metrics["k_chosen"] = callback.k_choice.k
+        metrics["k_search"] = {
+            "criterion": callback.k_choice.criterion,
+            "scores": callback.k_choice.scores,
+        }
+    metrics["history"] = callback.history
+    return jsonable(metrics)
+
+
+def write_results(out_dir: Path, metrics: dict, callback, datamodule) -> None:
+    """metrics.json, predictions.csv, codes.npy and the fitted clusterer (clusterer.joblib)."""
+    import joblib
+
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    labels = callback.labels
+    columns = {"index": np.arange(len(labels))}
+    if datamodule.paths is not None:
+        columns["path"] = np.asarray(datamodule.paths, dtype=object)
+    columns["cluster"] = labels
+    if datamodule.labels is not None:
+        columns["label"] = datamodule.labels
+    import pandas as pd
+
+    pd.DataFrame(columns).to_csv(out_dir / "predictions.csv", index=False)
+    np.save(out_dir / "codes.npy", callback.last_codes.astype(np.float32))
+    result = callback.last_result
+    joblib.dump(
+        {
+            "k": int(callback.k_now),
+            "centers": result.centers,  # (k, d) code-space means
+            "predictor": result.predictor,  # assigns codes (or manifold coordinates) to clusters
+            "manifold": callback.last_manifold_model
+            if metrics["history"][-1].get("manifold")
+            else None,
+        },
+        out_dir / "clusterer.joblib",
+    )
+
+
+def write_figures(cfg: DictConfig, out_dir: Path, metrics: dict, callback, datamodule) -> dict:
+    from deepcluster import plots
+
+    if not cfg.plots or callback.last_codes is None:
+        return {}
+    fig_dir, labels, y = out_dir / "figures", callback.labels, datamodule.labels
+    score = (
+        f"ACC {metrics['acc']:.3f}" if y is not None else f"silhouette {metrics['silhouette']:.3f}"
+    )
+    title = f"{cfg.dataset.name} k={metrics['k']} {cfg.activation.name}: {score}"
+    figures = {
+        "cluster_samples": plots.cluster_samples(
+            datamodule.images,
+            callback.last_codes,
+            labels,
+            callback.last_result.centers,
+            fig_dir / "cluster_samples.png",
+            title,
+        ),
+        "latent_map": plots.latent_map(
+            callback.last_codes, labels, fig_dir / "latent_map.png", title, classes=y
+        ),
+        "scores_curve": plots.scores_curve(callback.history, fig_dir / "scores_curve.png", title),
+    }
+    if y is not None:
+        figures["confusion"] = plots.confusion(y, labels, fig_dir / "confusion.png", title)
+    if "linkage" in callback.last_result.extra:
+        figures["dendrogram"] = plots.dendrogram(
+            callback.last_result.extra["linkage"], metrics["k"], fig_dir / "dendrogram.png", title
+        )
+    if callback.k_choice is not None:
+        figures["k_search"] = plots.k_search(callback.k_choice, fig_dir / "k_search.png", title)
+    return figures
+
+
+def write_run_info(
+    out_dir: Path, callback, started: float, resumed_from: str | None, skipped: list[str]
+) -> None:
+    """What varies between identical runs (timings, memory) lives apart from metrics.json."""
+    info = {
+        "wall_s": round(time.perf_counter() - started, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "resumed_from": resumed_from,
+        "skipped_files": len(skipped),
+        "skipped": skipped[:100],
+        "timings": jsonable(callback.timings),
+        "ddp_rank_agreement_checks": callback.rank_checks,
+        "machine": describe(),
+    }
+    (out_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -1,0 +1,132 @@
+"""Assign new images to the clusters of a finished run.
+
+    python -m deepcluster.predict RUN_DIR INPUT… [--out FILE]     (or: deepcluster-predict …)
+
+INPUT: image files (PNG, JPEG, BMP, TIFF) or folders of them. Each image gets the run's
+preprocessing (grey or RGB, resized to its image_size), its code from the run's encoder,
+and the cluster of the run's fitted clusterer: the nearest centre for k-means (and Ward), the
+most probable component for a GMM, after UMAP's `transform` when the run used a manifold.
+Writes `path,cluster,code_0,…` as CSV to FILE (default: standard output). For k-means and
+GMM runs the training images get exactly the run's own clusters; Ward's tree and UMAP's
+embedding cannot place new points exactly as they placed the training ones, so there a few
+training images may differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from deepcluster.errors import DeepClusterError
+
+
+class PredictError(DeepClusterError):
+    pass
+
+
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    from deepcluster.data.folder import image_files
+
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = image_files(path)
+            if not found:
+                raise PredictError(f"{path}: no image files (PNG, JPEG, BMP, TIFF) in it")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise PredictError(f"{path}: no such file or folder")
+    return files
+
+
+class Predictor:
+    """A finished run, loaded: encoder, clusterer (and manifold), preprocessing."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        import joblib
+        import torch
+        from omegaconf import OmegaConf
+
+        from deepcluster.build import instantiate
+        from deepcluster.models import DeepClusterModule
+
+        self.run_dir = Path(run_dir)
+        config, state = self.run_dir / "config.yaml", self.run_dir / "clusterer.joblib"
+        for needed in (config, state):
+            if not needed.is_file():
+                raise PredictError(
+                    f"{self.run_dir} is not a finished run folder: {needed.name} is missing"
+                )
+        self.cfg = OmegaConf.load(config)
+        ckpt = self.run_dir / "checkpoints" / "last.ckpt"
+        if not ckpt.is_file() and self.cfg.get("ckpt_path"):
+            ckpt = Path(self.cfg.ckpt_path)  # a cluster-only run: the model it clustered
+        if not ckpt.is_file():
+            raise PredictError(f"{self.run_dir}: no checkpoint to load ({ckpt})")
+        self.module = DeepClusterModule(instantiate(self.cfg.model, "model"))
+        weights = torch.load(ckpt, map_location="cpu", weights_only=True)
+        self.module.on_load_checkpoint(weights)
+        self.module.load_state_dict(weights["state_dict"])
+        self.module.eval()
+        self.state = joblib.load(state)
+        self.image_size = int(self.cfg.dataset.image_size)
+        self.channels = int(self.cfg.dataset.channels)
+
+    def read(self, files: list[Path]):
+        import torch
+
+        from deepcluster.data.folder import read_image
+
+        images = []
+        for f in files:
+            try:
+                images.append(read_image(f, self.image_size, self.channels))
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise PredictError(f"cannot read {f}: {exc}") from None
+        return torch.from_numpy(np.stack(images))
+
+    def __call__(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """images: (N, C, H, W) uint8 → (clusters (N,), codes (N, d))."""
+        codes = self.module.embed(images, int(self.cfg.embed_batch_size)).cpu().numpy()
+        space = codes
+        if self.state.get("manifold") is not None:
+            space = self.state["manifold"].transform(codes)
+        return np.asarray(self.state["predictor"].predict(space), dtype=np.int64), codes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="deepcluster-predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", help="a finished run's folder (holds clusterer.joblib)")
+    parser.add_argument("inputs", nargs="+", help="image files or folders")
+    parser.add_argument("--out", default="-", help="CSV file to write (default: stdout)")
+    args = parser.parse_args(argv)
+    try:
+        predictor = Predictor(args.run_dir)
+        files = collect_inputs(args.inputs)
+        clusters, codes = predictor(predictor.read(files))
+    except DeepClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import pandas as pd
+
+    table = pd.DataFrame({"path": [str(f) for f in files], "cluster": clusters})
+    for j in range(codes.shape[1]):
+        table[f"code_{j}"] = codes[:, j]
+    table.to_csv(sys.stdout if args.out == "-" else args.out, index=False)
+    if args.out != "-":
+        print(f"{len(files)} images → {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

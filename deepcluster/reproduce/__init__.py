@@ -1,0 +1,1 @@
+"""`python -m deepcluster.reproduce`: every published setting of both papers, N seeds."""

@@ -1,0 +1,158 @@
+"""The comparison, written from the run folders: results/reproduction.json and .md, and the
+ACC-vs-k and ReLU-vs-Sigmoid figures of method A's paper."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from deepcluster.reproduce.settings import Setting
+
+
+def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) -> list[dict]:
+    entries = []
+    for s in settings:
+        runs = []
+        for seed in seeds:
+            run_dir = root / s.run_key(seed, quick)
+            if not (run_dir / "metrics.json").is_file():
+                continue
+            m = json.loads((run_dir / "metrics.json").read_text())
+            info_file = run_dir / "run_info.json"
+            info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+            pre_info = root / "pretrain" / s.pretrain_key(seed, quick) / "run_info.json"
+            pre = json.loads(pre_info.read_text()) if pre_info.is_file() else {}
+            runs.append(
+                {
+                    "seed": seed,
+                    "acc": m["acc"],
+                    "nmi": m["nmi"],
+                    "epochs": m["epochs"],
+                    "pretrain_epochs": sum(h.get("phase") == "pretrain" for h in m["history"]),
+                    "stop_reason": m["stop_reason"],
+                    "dir": str(run_dir),
+                    "machine": (pre.get("machine") or info.get("machine") or {}),
+                    "wall_s": (info.get("wall_s") or 0) + (pre.get("wall_s") or 0),
+                }
+            )
+        acc, acc_sd = _mean_sd([r["acc"] for r in runs])
+        nmi, nmi_sd = _mean_sd([r["nmi"] for r in runs])
+        machines = sorted({_machine(r["machine"]) for r in runs})
+        entries.append(
+            {
+                "paper": s.paper,
+                "setting": s.name,
+                "dataset": s.dataset,
+                "split": s.split,
+                "k": s.k,
+                "activation": s.activation,
+                "model": s.model,
+                "clusterer": s.clusterer,
+                "refine": s.refine,
+                "schedule": "quick" if quick else "published",
+                "epochs": sorted({r["epochs"] for r in runs}),
+                "published": s.published,
+                "ours": {
+                    "acc_mean": acc,
+                    "acc_sd": acc_sd,
+                    "nmi_mean": nmi,
+                    "nmi_sd": nmi_sd,
+                    "seeds": [r["seed"] for r in runs],
+                    "runs": runs,
+                },
+                "seeds_planned": seeds,
+                "machine": machines,
+                "commit": sorted({r["machine"].get("commit") for r in runs} - {None}),
+            }
+        )
+    return entries
+
+
+def _machine(m: dict) -> str:
+    if not m:
+        return "unknown"
+    return str(m.get("gpu") or f"{m.get('cpu')}, {m.get('threads')} threads")
+
+
+def _fmt(mean, sd) -> str:
+    return "–" if mean is None else f"{mean:.4f} ± {sd:.4f}"
+
+
+def markdown(entries: list[dict]) -> str:
+    lines = [
+        "| setting | k | activation | published ACC / NMI | ours ACC | ours NMI | seeds | "
+        "epochs | machine |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        pub = e["published"] or {}
+        published = (
+            "–"
+            if not pub
+            else f"{pub['acc']:.4f} / " + ("–" if pub.get("nmi") is None else f"{pub['nmi']:.4f}")
+        )
+        o = e["ours"]
+        planned = len(e["seeds_planned"])
+        seeds = f"{len(o['seeds'])}/{planned}" + ("" if len(o["seeds"]) == planned else " (fewer)")
+        lines.append(
+            f"| {e['setting']} | {e['k']} | {e['activation']} | {published} | "
+            f"{_fmt(o['acc_mean'], o['acc_sd'])} | {_fmt(o['nmi_mean'], o['nmi_sd'])} | "
+            f"{seeds} | {', '.join(map(str, e['epochs'])) or '–'} | "
+            f"{'; '.join(e['machine']) or '–'} |"
+        )
+    sources = sorted({e["published"]["source"] for e in entries if e["published"]})
+    lines += [
+        "",
+        "Published figures: " + "; ".join(sources) + ". ACC / NMI: mean ± sd over the "
+        "seeds that ran; epochs: all epochs of the run (pretraining + refinement).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def figures(entries: list[dict], out_dir: Path) -> list[Path]:
+    """Method A's figures: ACC vs k (ReLU and Sigmoid side by side), one per dataset."""
+    from deepcluster import plots
+
+    made = []
+    for dataset in ("mnist", "fashion_mnist"):
+        rows = [
+            {
+                "status": "ok",
+                "k": e["k"],
+                "activation": e["activation"],
+                "acc": e["ours"]["acc_mean"],
+            }
+            for e in entries
+            if e["setting"].startswith("A/")
+            and e["dataset"] == dataset
+            and e["ours"]["acc_mean"] is not None
+        ]
+        if rows:
+            path = out_dir / f"method_a_{dataset}_acc_vs_k.png"
+            made.append(
+                plots.acc_vs_k(
+                    rows,
+                    path,
+                    f"method A on {dataset}: ACC vs k, ReLU vs Sigmoid (mean over seeds)",
+                )
+            )
+    return made
+
+
+def write(entries: list[dict], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / "reproduction.json", out_dir / "reproduction.md"
+    js.write_text(json.dumps(entries, indent=2) + "\n")
+    pics = figures(entries, out_dir)
+    text = "# Reproduction of both papers\n\nWritten by `python -m deepcluster.reproduce` from "
+    text += "the run folders; do not edit by hand.\n\n" + markdown(entries)
+    text += "".join(f"\n![{p.stem}]({p.name})\n" for p in pics)
+    md.write_text(text)
+    return js, md

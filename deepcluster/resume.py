@@ -1,0 +1,62 @@
+"""Where a command's runs live, and what `ckpt_path=last` continues.
+
+A single run's folder is `outputs/<run key>/<date>_<time>/`, where the run key is made of the
+overrides that change the result (not ckpt_path, logger, plots, …). So every run of one
+command sits under one stable folder, and `ckpt_path=last` continues the newest of them
+that has a checkpoint — in this folder, never another command's. A sweep job, or a run with
+its own `hydra.run.dir`, continues only its own folder. A run that already finished
+(metrics.json written) is not trained further: the command says so and shows its result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepcluster.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def run_key(override_dirname: str) -> str:
+    """A folder name for a command's overrides: `default` without any; long ones hashed."""
+    key = re.sub(r"[^A-Za-z0-9._,=+-]", "_", override_dirname) or "default"
+    if len(key) > 120:
+        key = f"{key[:100]}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    return key
+
+
+@dataclass
+class Resume:
+    ckpt: str | None = None  # the checkpoint to continue, if any
+    finished: Path | None = None  # a finished run of this command: nothing to train
+
+
+def resolve(value: str | None, out_dir: Path, search_siblings: bool) -> Resume:
+    """`ckpt_path` → what to continue. value: None, a checkpoint file, or "last"."""
+    if value in (None, ""):
+        return Resume()
+    if value != "last":
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={value}: no such checkpoint file")
+        return Resume(ckpt=str(path.resolve()))
+    candidates = [out_dir]
+    if search_siblings:
+        candidates += sorted(
+            (d for d in out_dir.parent.iterdir() if d.is_dir() and d != out_dir),
+            key=lambda d: d.name,
+            reverse=True,
+        )
+    for run_dir in candidates:
+        if (run_dir / "metrics.json").is_file():
+            return Resume(finished=run_dir)
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        if ckpt.is_file():
+            log.info("resuming from %s", ckpt)
+            return Resume(ckpt=str(ckpt))
+    log.warning("ckpt_path=last: no earlier checkpoint of this command found, starting fresh")
+    return Resume()

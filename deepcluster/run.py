@@ -1,0 +1,205 @@
+"""run(cfg): check → build → load → train (or only cluster) → write the outputs → metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from deepcluster import resume as resume_mod
+from deepcluster.build import build_parts, build_trainer
+from deepcluster.config import require, validate
+from deepcluster.errors import ConfigError, DeepClusterError
+from deepcluster.tracking import finish_wandb, hydra_config, is_multirun, log_final, make_loggers
+
+log = logging.getLogger("deepcluster")
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    if cfg.get("output_dir"):
+        return Path(cfg.output_dir).resolve()
+    hc = hydra_config()
+    return Path(hc.runtime.output_dir if hc is not None else Path.cwd()).resolve()
+
+
+def check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write_test_{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write to the output directory {out_dir} ({exc.strerror}). "
+            "Choose another with hydra.run.dir=<path>."
+        ) from None
+
+
+def quiet_libraries() -> None:
+    """One copy of each Lightning log line (through Hydra's handlers), and no sales pitch."""
+    if logging.getLogger().handlers:  # Hydra (or the caller) configured the root logger
+        for name in ("lightning", "lightning.pytorch"):
+            lightning_log = logging.getLogger(name)
+            for handler in list(lightning_log.handlers):
+                lightning_log.removeHandler(handler)
+            lightning_log.propagate = True
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda record: "litlogger" not in record.getMessage())
+    for message in (
+        ".*LeafSpec.*is deprecated",
+        ".*does not have many workers.*",
+        ".*smaller than the logging interval.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def _resume_plan(cfg: DictConfig, out_dir: Path) -> resume_mod.Resume:
+    hc = hydra_config()
+    # siblings are runs of the same command only in a single run's keyed folder
+    keyed = (
+        hc is not None
+        and not is_multirun()
+        and out_dir.parent.name == resume_mod.run_key(hc.job.override_dirname)
+    )
+    return resume_mod.resolve(cfg.get("ckpt_path"), out_dir, search_siblings=keyed)
+
+
+class Standalone:
+    """The little of a Trainer the callback needs, for clustering a trained model once."""
+
+    is_global_zero, world_size, should_stop, global_step = True, 1, False, 0
+
+    def __init__(self, datamodule: Any, epoch: int) -> None:
+        self.datamodule, self.current_epoch = datamodule, epoch
+
+    class strategy:  # noqa: N801  (stands in for trainer.strategy)
+        @staticmethod
+        def broadcast(obj: Any, src: int = 0) -> Any:
+            return obj
+
+
+def cluster_only(ckpt_path: str, parts) -> None:
+    """`trainer.max_epochs=0`: load the weights, embed and cluster once (no training)."""
+    import torch
+
+    from deepcluster.clustering.schedule import Update
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    parts.module.on_load_checkpoint(ckpt)  # moves 0.1's buffers out of the weights
+    parts.module.load_state_dict(ckpt["state_dict"])
+    parts.module.set_targets(torch.empty(0, 0), torch.empty(0, 0))  # cluster as a monitor does
+    epoch = int(ckpt.get("epoch", 0))
+    update = Update(
+        "epoch", manifold=parts.manifold is not None, starts_refinement=False, phase="pretrain"
+    )
+    entry = {"epoch": epoch, "phase": "cluster_only", "loss": math.nan}
+    parts.callback.record_update(Standalone(parts.datamodule, epoch), parts.module, update, entry)
+    parts.callback.schedule.stop_reason = f"cluster_only: {ckpt_path}"
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train, cluster, write the run's outputs; returns the final metrics."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from deepcluster import outputs
+    from deepcluster.models import NonFiniteLossError
+
+    started = time.perf_counter()
+    quiet_libraries()
+    validate(cfg)
+    out_dir = output_dir(cfg)
+    check_writable(out_dir)
+    plan = _resume_plan(cfg, out_dir)
+    if plan.finished is not None:
+        metrics = json.loads((plan.finished / "metrics.json").read_text())
+        print(
+            f"deepcluster: this command already finished in {plan.finished} "
+            f"({metrics.get('stop_reason')}); nothing to resume. Its result: "
+            f"{summary(metrics)}. Run it without ckpt_path=last to train a new run."
+        )
+        return metrics
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds from
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    parts = build_parts(cfg)
+    ckpt_dir = out_dir / "checkpoints"
+    # every epoch end: the newest epoch-*.ckpt, and last.ckpt linking to it (what resume loads)
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last="link", save_top_k=1)
+    loggers = make_loggers(cfg, out_dir)
+    succeeded = False
+    try:
+        trainer = build_trainer(cfg, [parts.callback, checkpoint], loggers, out_dir)
+        dm = parts.datamodule.prepare()  # loads now: bad data fails before any training
+        n = dm.num_samples
+        if cfg.k != "auto":
+            require(
+                cfg.k <= n, f"k={cfg.k} is larger than the number of images ({n}); use k <= {n}"
+            )
+        log.info(
+            "training %s on %s (%d images), k=%s → %s",
+            type(parts.module.model).__name__,
+            cfg.dataset.name,
+            n,
+            cfg.k,
+            out_dir,
+        )
+        if cfg.trainer.max_epochs == 0:
+            cluster_only(plan.ckpt, parts)
+        else:
+            try:  # weights_only: resuming never unpickles arbitrary code from a checkpoint
+                trainer.fit(parts.module, datamodule=dm, ckpt_path=plan.ckpt, weights_only=True)
+            except NonFiniteLossError as exc:
+                last = ckpt_dir / "last.ckpt"
+                kept = (
+                    f" The last good checkpoint is kept: {last}."
+                    if last.exists()
+                    else " No checkpoint had been written yet."
+                )
+                raise NonFiniteLossError(f"{exc}{kept}") from None
+        callback = parts.callback
+        if not any("k" in h for h in callback.history):
+            raise DeepClusterError("training ended before the first clustering: no results")
+        if not trainer.is_global_zero:
+            return dict(callback.history[-1])
+        baseline = (
+            outputs.pixel_baseline(dm.images, dm.labels, int(callback.k_now), cfg.seed)
+            if cfg.baseline
+            else None
+        )
+        metrics = outputs.final_metrics(cfg, callback, dm, baseline)
+        outputs.write_results(out_dir, metrics, callback, dm)
+        figures = outputs.write_figures(cfg, out_dir, metrics, callback, dm)
+        log_final(loggers, metrics, figures)
+        outputs.write_run_info(out_dir, callback, started, plan.ckpt, dm.skipped)
+        succeeded = True
+    finally:
+        finish_wandb(loggers, exit_code=0 if succeeded else 1)
+    print(
+        f"deepcluster: {summary(metrics)} ({cfg.dataset.name}, k={metrics['k']}, "
+        f"{metrics['epochs']} epochs, {time.perf_counter() - started:.0f} s) → {out_dir}",
+        flush=True,
+    )
+    return metrics
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """The one line a user reads: scores, and what k-means on the pixels got."""
+    parts = []
+    if metrics.get("acc") is not None:
+        parts.append(
+            f"ACC {metrics['acc']:.4f}  NMI {metrics['nmi']:.4f}  ARI {metrics['ari']:.4f}"
+            f"  purity {metrics['purity']:.4f}"
+        )
+    if metrics.get("silhouette") is not None:
+        parts.append(f"silhouette {metrics['silhouette']:.3f}")
+    base = metrics.get("baseline") or {}
+    if base.get("acc") is not None:
+        parts.append(f"(k-means on pixels: ACC {base['acc']:.4f})")
+    return "  ".join(parts)

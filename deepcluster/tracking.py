@@ -1,0 +1,114 @@
+"""Loggers (W&B + CSV), a sweep job's identity on W&B, and what of the config they may see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from deepcluster.build import instantiate
+
+# overrides that do not change a run's result: left out of its W&B tags and its run key
+NOT_RESULT = (
+    "ckpt_path=",
+    "hydra.",
+    "trainer.enable_",
+    "logger=",
+    "plots=",
+    "output_dir=",
+    "run_name=",
+)
+SECRET_WORDS = ("key", "token", "secret", "password")
+
+
+def hydra_config():
+    """Hydra's runtime config, or None outside @hydra.main (tests compose the config)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get()
+    except ValueError:
+        return None
+
+
+def is_multirun() -> bool:
+    from hydra.types import RunMode
+
+    hc = hydra_config()
+    return hc is not None and hc.mode == RunMode.MULTIRUN
+
+
+def task_overrides() -> list[str]:
+    """This job's command-line overrides that change its result, sorted."""
+    hc = hydra_config()
+    if hc is None:
+        return []
+    return sorted(o for o in hc.overrides.task if not o.startswith(NOT_RESULT))
+
+
+def sweep_identity() -> tuple[str | None, list[str], str | None]:
+    """(group, tags, name) of a multirun job for W&B: the sweep folder, its overrides."""
+    if not is_multirun():
+        return None, [], None
+    hc = hydra_config()
+    tags = [o[:64] for o in task_overrides()]  # W&B caps tags at 64 characters
+    return str(hc.sweep.dir), tags, hc.job.override_dirname or f"job {hc.job.num}"
+
+
+def public_config(cfg: DictConfig) -> dict:
+    """The resolved config as a dict, minus anything that looks like a secret."""
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: "***" if any(s in str(k).lower() for s in SECRET_WORDS) else scrub(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        return node
+
+    return scrub(OmegaConf.to_container(cfg, resolve=True))
+
+
+def make_loggers(cfg: DictConfig, out_dir: Path) -> list:
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is None or "_target_" not in node:
+            continue
+        kwargs: dict[str, Any] = {"save_dir": str(out_dir)}
+        if name == "wandb":
+            group, tags, job_name = sweep_identity()
+            node = OmegaConf.masked_copy(node, [k for k in node if k not in ("group", "tags")])
+            kwargs.update(
+                name=cfg.get("run_name") or job_name,
+                group=cfg.logger.wandb.get("group") or group,  # a sweep's jobs share it
+                tags=[*(cfg.logger.wandb.get("tags") or []), *tags],
+            )
+        # a logger's `name` is its own argument (the CSV log's folder), not an option's name
+        loggers.append(instantiate(node, f"logger.{name}", drop=frozenset(), **kwargs))
+    public = public_config(cfg)
+    for lg in loggers:
+        lg.log_hyperparams(public)
+    return loggers
+
+
+def log_final(loggers: list, metrics: dict, figures: dict[str, Path]) -> None:
+    for lg in loggers:
+        if hasattr(lg, "log_image"):
+            for key, path in figures.items():
+                lg.log_image(key=f"figures/{key}", images=[str(path)])
+        if type(lg).__name__ == "WandbLogger":
+            for key in ("acc", "nmi", "ari", "purity", "silhouette"):
+                if metrics.get(key) is not None:
+                    lg.experiment.summary[f"final/{key}"] = metrics[key]
+
+
+def finish_wandb(loggers: list, exit_code: int = 0) -> None:
+    """Close this run's W&B run (marked failed on a non-zero exit): sweeps must not leak runs."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=exit_code)

@@ -1,0 +1,216 @@
+"""The bugs a full review found (issue 12), one test each, and the core they were fixed in."""
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from deepcluster import cli, resume
+from deepcluster.build import build_parts, instantiate
+from deepcluster.clustering.kmeans import KMeans, _lloyd, kmeans, kmeans_torch
+from deepcluster.config import validate
+from deepcluster.errors import ConfigError
+from deepcluster.models import CAE, DeepClusterModule
+from tests.conftest import CONF_DIR, ROOT, run_cli
+
+TINY = [
+    "dataset=synthetic",
+    "dataset.n=96",
+    "trainer.max_epochs=1",
+    "logger=none",
+    "plots=false",
+    "baseline=false",
+    "trainer.enable_progress_bar=false",
+]
+
+
+# 1. a sweep's optimiser never sees a label-based score ---------------------------------
+def test_hydra_main_returns_a_label_free_objective(compose, tmp_path):
+    cfg = compose(*TINY, f"output_dir={tmp_path}")
+    value = cli._hydra_main(cfg)  # Hydra passes a given config straight through
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert value == pytest.approx(metrics["silhouette"])
+    assert value != metrics["acc"]
+
+
+def test_a_failed_sweep_job_returns_nan_not_none(compose, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "is_multirun", lambda: True)
+    value = cli._hydra_main(compose(*TINY, "k=500", f"output_dir={tmp_path}"))
+    assert value is not None and math.isnan(value)
+    assert "k=500" in json.loads((tmp_path / "failed.json").read_text())["error"]
+
+
+# 2. dataset.num_classes reaches the dataset --------------------------------------------
+def test_num_classes_override_reaches_the_dataset(compose):
+    cfg = compose("dataset=synthetic", "dataset.num_classes=6")
+    dm = instantiate(cfg.dataset, "dataset").prepare()
+    assert cfg.k == 6 and dm.num_classes == 6 and len(np.unique(dm.labels)) == 6
+
+
+# 4. every bad value stops before any data loads, naming its key ------------------------
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("refine.tol=2", "refine.tol=2"),
+        ("refine.update_interval=-1", "refine.update_interval=-1"),
+        ("refine.recon_weight=-1", "refine.recon_weight=-1"),
+        ("embed_batch_size=0", "embed_batch_size=0"),
+        ("cluster_every_n_epochs=0", "cluster_every_n_epochs=0"),
+        ("k_search.criterion=gap9", "k_search.criterion='gap9'"),
+        ("~clusterer.name", "the clusterer option has no `name:` key"),
+        ("clusterer.n_init=0", "clusterer.n_init=0"),
+        ("model.code_dim=0", "model.code_dim=0"),
+    ],
+)
+def test_bad_values_fail_before_the_data_loads(compose, override, needle, tmp_path):
+    # the data root does not exist: a check that ran after loading would report that instead
+    cfg = compose(
+        "dataset=mnist",
+        f"data.root={tmp_path}/absent",
+        "data.download=false",
+        override,
+        f"output_dir={tmp_path}",
+    )
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("`", ".")):
+        validate(cfg)
+        build_parts(cfg)
+
+
+# 5. ckpt_path=last: a command's runs live under one folder -----------------------------
+def _fake_run(folder, name, ckpt=False, finished=False):
+    run_dir = folder / name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    if ckpt:
+        (run_dir / "checkpoints" / "last.ckpt").write_text("x")
+    if finished:
+        (run_dir / "metrics.json").write_text("{}")
+    return run_dir
+
+
+def test_last_continues_the_newest_run_of_the_same_command(tmp_path):
+    key = tmp_path / resume.run_key("k=5,seed=1")
+    _fake_run(key, "2026-11-01_10-00-00", ckpt=True)
+    newer = _fake_run(key, "2026-11-02_09-00-00", ckpt=True)
+    _fake_run(tmp_path / resume.run_key("k=6,seed=1"), "2026-11-03_09-00-00", ckpt=True)
+    now = _fake_run(key, "2026-11-04_09-00-00")
+    plan = resume.resolve("last", now, search_siblings=True)
+    assert plan.ckpt == str(newer / "checkpoints" / "last.ckpt")  # never the k=6 run
+
+
+def test_last_on_a_finished_run_says_so(tmp_path):
+    key = tmp_path / "default"
+    done = _fake_run(key, "2026-11-01_10-00-00", ckpt=True, finished=True)
+    plan = resume.resolve("last", _fake_run(key, "2026-11-02_10-00-00"), search_siblings=True)
+    assert plan.finished == done and plan.ckpt is None
+
+
+def test_last_in_a_sweep_job_or_custom_dir_looks_only_at_its_own_folder(tmp_path):
+    _fake_run(tmp_path, "0", ckpt=True)
+    assert resume.resolve("last", _fake_run(tmp_path, "1"), search_siblings=False).ckpt is None
+
+
+def test_run_key_is_a_safe_stable_folder_name():
+    assert resume.run_key("") == "default"
+    assert resume.run_key("data.root=/a/b,k=5") == "data.root=_a_b,k=5"
+    long = resume.run_key("x=" + "y" * 300)
+    assert len(long) <= 120 and long == resume.run_key("x=" + "y" * 300)
+
+
+def test_same_command_twice_with_last_reports_the_finished_run(tmp_path):
+    args = [
+        "dataset=synthetic",
+        "dataset.n=64",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "plots=false",
+    ]
+    first = run_cli(*args, cwd=tmp_path, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_cli(*args, "ckpt_path=last", cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already finished" in again.stdout
+    runs = list((tmp_path / "outputs").glob("*/*/metrics.json"))
+    assert len(runs) == 1  # nothing was trained the second time
+
+
+# 6. torch k-means: the same quality as scikit-learn's, empty clusters relocated ---------
+def test_torch_kmeans_inertia_within_0_1_percent_of_sklearn():
+    from sklearn.datasets import load_digits
+
+    x = load_digits().data.astype(np.float32)  # 1 797 × 64: overlapping clusters
+    ref, ours = kmeans(x, 10, seed=0), kmeans_torch(x, 10, seed=0)
+    assert abs(ours.objective - ref.objective) / ref.objective < 1e-3
+
+
+def test_torch_kmeans_relocates_an_empty_cluster():
+    x = torch.tensor([[0.0], [0.1], [10.0], [10.1]])
+    centers = torch.tensor([[0.05], [5.0], [100.0]])  # the third centre attracts no point
+    labels, final, _ = _lloyd(x, centers, max_iter=10, threshold=0.0)
+    assert len(torch.unique(labels)) == 3  # no stale centre left behind
+
+
+def test_kmeans_backend_is_chosen_by_the_config_not_the_machine():
+    with pytest.raises(ValueError, match="backend='auto' must be one of sklearn, torch"):
+        KMeans(backend="auto")
+    assert KMeans().backend == "sklearn"
+
+
+# 7. DDP: no buffer broadcast, no unused-parameter search, errors reach every rank -------
+def test_refinement_state_is_not_a_ddp_buffer():
+    module = DeepClusterModule(CAE())
+    module.set_targets(torch.eye(10), torch.zeros(5, 10))
+    assert not {"rotation", "targets"} & {name for name, _ in module.named_buffers()}
+
+
+def test_refinement_leaves_the_decoder_alone():
+    torch.manual_seed(0)
+    module = DeepClusterModule(CAE())
+    module.set_targets(torch.eye(10), torch.randn(4, 10))
+    loss = module.training_step((torch.rand(4, 1, 28, 28), torch.arange(4)), 0)
+    loss.backward()
+    module.on_after_backward()
+    assert all(p.grad is None for p in module.model.decoder.parameters())
+    assert all(p.grad is not None for p in module.model.encoder.parameters())
+
+
+def test_ddp_config_searches_no_unused_parameters_and_uses_gpus_when_there_are():
+    node = OmegaConf.load(CONF_DIR / "trainer" / "ddp.yaml")
+    assert node.strategy == "ddp" and node.accelerator == "auto"
+
+
+def test_ddp_rank_zero_clustering_error_stops_every_rank(tmp_path):
+    started = time.time()
+    proc = run_cli(
+        "dataset=digits",
+        "trainer=ddp",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "plots=false",
+        "clusterer._target_=tests.helpers.FailOnRankZero",
+        f"hydra.run.dir={tmp_path}",
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "clustering failed" in proc.stderr and "rank 0 refuses" in proc.stderr
+    assert time.time() - started < 200  # not the process group's 30-minute timeout
+
+
+# 9. messages a new user meets ----------------------------------------------------------
+def test_missing_mnist_is_one_short_paragraph(tmp_path):
+    proc = run_cli(
+        "dataset=mnist",
+        f"data.root={tmp_path}/none",
+        "logger=none",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("no 'all' files found") == 1
+    assert "Failed to download" not in proc.stderr + proc.stdout  # torchvision's chatter
+    assert "Traceback" not in proc.stderr

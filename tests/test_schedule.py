@@ -1,0 +1,219 @@
+"""The clustering schedule on plain arrays, and the callback driven by a fake trainer."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from deepcluster.callbacks import ClusteringCallback
+from deepcluster.clustering.kmeans import KMeans
+from deepcluster.clustering.schedule import ClusteringSchedule, Update
+from deepcluster.errors import ClusteringError
+from deepcluster.models import CAE, DeepClusterModule
+from tests.test_clusterers import blobs
+
+
+def epochs(schedule, n, refining_from=None):
+    """[(epoch, update or None)] for n epochs; refining once the start update has happened."""
+    out, refining = [], False
+    for e in range(n):
+        u = schedule.at_epoch_end(e, n, stopping=False, refining=refining)
+        out.append(u)
+        refining = refining or (u is not None and u.starts_refinement)
+    return out
+
+
+def test_monitoring_cadence_clusters_every_n_and_the_last_epoch():
+    s = ClusteringSchedule(cluster_every_n_epochs=3)
+    done = [e for e, u in enumerate(epochs(s, 8)) if u is not None]
+    assert done == [2, 5, 7]  # (epoch + 1) % 3 == 0, and the last epoch
+    assert s.at_epoch_end(0, 8, stopping=True, refining=False) is not None  # an early stop
+
+
+def test_refinement_starts_once_and_then_clusters_every_epoch_in_code_space():
+    s = ClusteringSchedule(
+        refine=True, pretrain_epochs=2, cluster_every_n_epochs=5, manifold_every_n_epochs=4
+    )
+    ups = epochs(s, 6)
+    assert ups[0] is None  # monitoring cadence: skipped
+    assert ups[1].starts_refinement and ups[1].manifold  # the start goes through the manifold
+    assert all(u.phase == "refine" and not u.manifold for u in ups[2:])  # one pipeline after
+    assert not any(u.starts_refinement for u in ups[2:])
+
+
+def test_pretrain_epochs_zero_starts_refinement_at_train_start():
+    s = ClusteringSchedule(refine=True, pretrain_epochs=0)
+    start = s.at_train_start(epoch=0, refining=False)
+    assert start is not None and start.where == "start" and start.starts_refinement
+    assert s.at_train_start(epoch=0, refining=True) is None  # resumed with targets: nothing
+    assert ClusteringSchedule(refine=False).at_train_start(0, False) is None
+
+
+def test_step_updates_only_while_refining_and_not_at_the_epoch_end():
+    s = ClusteringSchedule(refine=True, update_interval=4)
+    assert s.after_step(3, 10, refining=False) is None
+    steps = [b for b in range(12) if s.after_step(b, 12, refining=True) is not None]
+    assert steps == [3, 7]  # batch 11 is the last: the epoch end updates anyway
+    assert s.refine_steps == 12
+
+
+def test_changed_compares_like_with_like_and_convergence():
+    s = ClusteringSchedule(refine=True, tol=0.1)
+    a = np.array([0, 0, 1, 1, 2, 2, 2, 2, 2, 2])
+    start = Update("epoch", True, True, "pretrain")
+    codes = Update("step", False, False, "refine")
+    changed, stop = s.record(start, a)
+    assert math.isnan(changed) and not stop
+    changed, stop = s.record(codes, a[::-1])  # first code-space update: nothing to compare
+    assert math.isnan(changed) and not stop
+    relabelled = np.array([1, 1, 0, 0, 2, 2, 2, 2, 0, 2])[::-1]  # ids permuted + one moved
+    changed, stop = s.record(codes, relabelled)
+    assert changed == pytest.approx(0.1) and not stop  # 10 % is not < tol
+    changed, stop = s.record(codes, relabelled)
+    assert changed == 0.0 and stop and s.stop_reason.startswith("converged")
+
+
+def test_max_iterations_stops_refinement():
+    s = ClusteringSchedule(refine=True, update_interval=2, max_iterations=4, tol=0.0)
+    u = Update("step", False, False, "refine")
+    labels = np.arange(10) % 2
+    s.record(u, labels)
+    for b in range(4):
+        s.after_step(b, 100, refining=True)
+    flipped = labels.copy()
+    flipped[:3] = 1 - flipped[:3]
+    changed, stop = s.record(u, flipped)
+    assert stop and s.stop_reason.startswith("max_iterations: 4")
+
+
+def test_schedule_state_round_trip():
+    s = ClusteringSchedule(refine=True)
+    s.record(Update("epoch", False, True, "pretrain"), np.array([0, 1, 1]))
+    s.refine_steps, s.stop_reason = 7, "converged: x"
+    t = ClusteringSchedule(refine=True)
+    t.load_state_dict(s.state_dict())
+    assert t.refine_steps == 7 and t.stop_reason == "converged: x"
+    np.testing.assert_array_equal(t.previous["codes"], [0, 1, 1])
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"tol": 1.5}, {"update_interval": -1}, {"cluster_every_n_epochs": 0}]
+)
+def test_schedule_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        ClusteringSchedule(**kwargs)
+
+
+# --- the callback with a fake trainer ---------------------------------------------------
+class FakeDataModule:
+    def __init__(self, n=120, k=3):
+        z, y = blobs(n_per=n // k, k=k, d=4, spread=0.2, seed=5)
+        self.labels = y
+        # images whose first pixels carry the blob coordinates: the encoder sees the clusters
+        imgs = np.zeros((len(z), 1, 28, 28), dtype=np.uint8)
+        imgs[:, 0, 0, :4] = np.clip(128 + 12 * z, 0, 255)
+        self.images = torch.from_numpy(imgs)
+        self.train_images = self.images
+
+
+def fake_trainer(dm, epoch=0, max_epochs=3, rank_zero=True, broadcast=None):
+    return SimpleNamespace(
+        datamodule=dm,
+        current_epoch=epoch,
+        max_epochs=max_epochs,
+        should_stop=False,
+        is_global_zero=rank_zero,
+        world_size=1,
+        global_step=0,
+        num_training_batches=10,
+        sanity_checking=False,
+        strategy=SimpleNamespace(broadcast=broadcast or (lambda obj, src=0: obj)),
+    )
+
+
+def make_callback(**schedule):
+    return ClusteringCallback(
+        KMeans(n_init=2, seed=0), k=3, schedule=ClusteringSchedule(**schedule)
+    )
+
+
+def module_with_loss():
+    module = DeepClusterModule(CAE())
+    module.epoch_loss.update(torch.tensor(0.5), weight=4)
+    module.log_dict = lambda *a, **k: None  # no Trainer to log to
+    return module
+
+
+def test_callback_pretrain_epochs_zero_sets_targets_at_train_start():
+    dm, module = FakeDataModule(), module_with_loss()
+    callback = make_callback(refine=True, pretrain_epochs=0)
+    callback.on_train_start(fake_trainer(dm), module)
+    assert module.refining and module.targets.shape == (120, 10)
+    assert module.rotation.shape == (10, 10)
+
+
+def test_callback_skips_epochs_by_cadence_and_records_the_loss():
+    dm = FakeDataModule()
+    callback = make_callback(cluster_every_n_epochs=2)
+    for epoch in range(3):
+        callback.on_train_epoch_end(fake_trainer(dm, epoch=epoch), module_with_loss())
+    assert [("acc" in h) for h in callback.history] == [False, True, True]
+    assert all(h["loss"] == pytest.approx(0.5) for h in callback.history)
+    assert callback.history[1]["k"] == 3 and "silhouette" in callback.history[1]
+
+
+def test_callback_step_updates_during_refinement():
+    dm, module = FakeDataModule(), module_with_loss()
+    callback = make_callback(refine=True, pretrain_epochs=0, update_interval=2)
+    trainer = fake_trainer(dm)
+    callback.on_train_start(trainer, module)
+    for b in range(4):
+        callback.on_train_batch_end(trainer, module, None, None, b)
+    assert callback.schedule.refine_steps == 4
+    assert len(callback.schedule.previous["codes"]) == 120
+
+
+def test_callback_state_dict_round_trip():
+    dm = FakeDataModule()
+    callback = make_callback(refine=True, pretrain_epochs=1)
+    callback.on_train_epoch_end(fake_trainer(dm, epoch=0), module_with_loss())
+    state = callback.state_dict()
+    other = make_callback(refine=True, pretrain_epochs=1)
+    other.load_state_dict(state)
+    assert other.history == callback.history
+    np.testing.assert_array_equal(other.labels, callback.labels)
+    assert other.schedule.state_dict()["stop_reason"] == callback.schedule.stop_reason
+
+
+def test_callback_reads_the_device_resident_images():
+    dm = FakeDataModule()
+    dm.images = None  # only the training copy exists: the embedding must read it
+    callback = make_callback()
+    callback.on_train_epoch_end(fake_trainer(dm), module_with_loss())
+    assert callback.last_codes.shape == (120, 10)
+
+
+def test_a_clustering_error_on_rank_zero_reaches_every_rank():
+    """Rank 0 fails; what it broadcasts makes the other rank raise too, not wait."""
+    dm = FakeDataModule()
+    sent = {}
+
+    def broadcast(obj, src=0):
+        if obj is not None:
+            sent["obj"] = obj
+        return sent["obj"]
+
+    class Broken:
+        def __call__(self, z, k):
+            raise ValueError("codes contain NaN")
+
+    rank0 = ClusteringCallback(Broken(), k=3, schedule=ClusteringSchedule())
+    with pytest.raises(ClusteringError, match="codes contain NaN"):
+        rank0.on_train_epoch_end(fake_trainer(dm, broadcast=broadcast), module_with_loss())
+    rank1 = ClusteringCallback(Broken(), k=3, schedule=ClusteringSchedule())
+    with pytest.raises(ClusteringError, match="codes contain NaN"):
+        rank1.on_train_epoch_end(
+            fake_trainer(dm, rank_zero=False, broadcast=broadcast), module_with_loss()
+        )
