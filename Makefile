@@ -4,14 +4,19 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
+# this repository's machines keep the datasets beside the checkout; elsewhere data.root
+# defaults to $$DEEPCLUSTER_DATA, else ~/.cache/deepcluster
+ifneq ($(wildcard ../shared/data),)
 export DEEPCLUSTER_DATA ?= $(abspath ../shared/data)
+endif
 
-.PHONY: setup run test test-slow test-all lint format bench report clean
+.PHONY: setup run test test-slow test-all lint format bench report reproduce wheel clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins torch/torchvision to the builds on this project's machines
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -20,7 +25,7 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/python -m deepcluster $(ARGS)
 
-## default suite: no network, no GPU, a few minutes on 2 cores
+## default suite: no network, no GPU, a few minutes on 2 cores (includes the wheel test)
 test: setup
 	$(BIN)/python -m pytest -q
 
@@ -33,21 +38,29 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: setup
-	$(BIN)/ruff check deepcluster tests
-	$(BIN)/ruff format --check deepcluster tests
+	$(BIN)/ruff check deepcluster tests bench
+	$(BIN)/ruff format --check deepcluster tests bench
 
 format: setup
-	$(BIN)/ruff format deepcluster tests
-	$(BIN)/ruff check --fix deepcluster tests
+	$(BIN)/ruff format deepcluster tests bench
+	$(BIN)/ruff check --fix deepcluster tests bench
 
-## performance benchmark → bench/results.json, bench/results.md (ARGS="--acc90-run outputs/…")
+## performance benchmark → bench/results.json, bench/results.md
 bench: setup
 	$(BIN)/python bench/bench.py $(ARGS)
+
+## every published setting of both papers, 3 seeds, resumable → results/reproduction.{json,md}
+reproduce: setup
+	$(BIN)/python -m deepcluster.reproduce $(ARGS)
 
 ## table + figures of a sweep: make report DIR=multirun/2026-11-25/15-00-00
 report: setup
 	@test -n "$(DIR)" || { echo "usage: make report DIR=multirun/<date>/<time>"; exit 2; }
 	$(BIN)/python -m deepcluster.report $(DIR) $(ARGS)
 
+## the installable wheel → dist/
+wheel: setup
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
+
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) outputs multirun .pytest_cache dist build

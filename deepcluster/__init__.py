@@ -1,3 +1,3 @@
 """deepcluster: deep clustering of images with Lightning and Hydra."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -27,7 +27,7 @@ NAMED_GROUPS = ("dataset", "activation", "model", "clusterer", "manifold")  # ca
 class DataConfig:
     root: str = MISSING
     download: bool = MISSING
-    batch_size: int = MISSING
+    batch_size: Any = MISSING  # an integer, or "auto"
 
 
 @dataclass
@@ -95,52 +95,50 @@ def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-Rule = tuple[str, Callable[[Any], bool], str]
-RULES: list[Rule] = [
-    (
-        "k",
-        lambda v: v == "auto" or (_int(v) and v >= 2),
-        "an integer >= 2 (the number of clusters), or auto to choose it without labels",
-    ),
-    ("k_search.min", lambda v: v >= 2, "an integer >= 2"),
-    (
-        "k_search.criterion",
-        lambda v: v in ("silhouette", "bic", "ward_gap"),
-        "one of silhouette, bic, ward_gap",
-    ),
-    ("seed", lambda v: v >= 0, "an integer >= 0"),
-    (
-        "pretrain_epochs",
-        lambda v: v >= 0,
-        "an integer >= 0 (reconstruction epochs before refinement)",
-    ),
-    ("cluster_every_n_epochs", lambda v: v >= 1, "an integer >= 1"),
-    (
-        "trainer.max_epochs",
-        lambda v: _int(v) and v >= 0,
-        "an integer >= 0 (0: cluster a trained model given by ckpt_path, no training)",
-    ),
-    ("data.batch_size", lambda v: v >= 1, "an integer >= 1"),
-    ("optim.lr", lambda v: v > 0, "a number > 0"),
-    ("optim.schedule", lambda v: v in ("constant", "one_cycle"), "constant or one_cycle"),
-    ("optim.peak_lr", lambda v: v > 0, "a number > 0"),
-    ("optim.warmup_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("embed_batch_size", lambda v: v >= 1, "an integer >= 1 (images per embedding pass)"),
-    (
-        "refine.update_interval",
-        lambda v: v >= 0,
-        "an integer >= 0 (steps between reclusterings; 0: every epoch)",
-    ),
-    (
-        "refine.tol",
-        lambda v: 0 <= v < 1,
-        "a number in [0, 1) (the fraction of labels that may still change when refinement stops)",
-    ),
-    ("refine.recon_weight", lambda v: v >= 0, "a number >= 0"),
-    ("refine.max_iterations", lambda v: v >= 0, "an integer >= 0 (0: no cap)"),
-    ("refine.first_n_init", lambda v: v >= 1, "an integer >= 1"),
-    ("manifold.every_n_epochs", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-]
+def at_least(low: int) -> Callable[[Any], bool]:
+    return lambda v: _int(v) and v >= low
+
+
+def positive(v: Any) -> bool:
+    return _num(v) and v > 0
+
+
+def fraction(v: Any) -> bool:  # in [0, 1)
+    return _num(v) and 0 <= v < 1
+
+
+def one_of(*choices: str) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+# key → (valid?, what it must be). Absent optional nodes (manifold=none) are skipped.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "k": (lambda v: v == "auto" or at_least(2)(v),
+          "an integer >= 2 (the number of clusters), or auto to choose it without labels"),
+    "k_search.min": (at_least(2), "an integer >= 2"),
+    "k_search.criterion": (one_of("silhouette", "bic", "ward_gap"),
+                           "one of silhouette, bic, ward_gap"),
+    "seed": (at_least(0), "an integer >= 0"),
+    "pretrain_epochs": (at_least(0), "an integer >= 0 (reconstruction epochs before refinement)"),
+    "cluster_every_n_epochs": (at_least(1), "an integer >= 1"),
+    "trainer.max_epochs": (at_least(0), "an integer >= 0 (0: cluster a trained model given by "
+                                        "ckpt_path, no training)"),
+    "data.batch_size": (lambda v: v == "auto" or at_least(1)(v),
+                        "an integer >= 1, or auto (256, halved until an epoch has >= 32 steps)"),
+    "optim.lr": (positive, "a number > 0"),
+    "optim.schedule": (one_of("constant", "one_cycle"), "constant or one_cycle"),
+    "optim.peak_lr": (positive, "a number > 0"),
+    "optim.warmup_fraction": (fraction, "a number in [0, 1)"),
+    "embed_batch_size": (at_least(1), "an integer >= 1 (images per embedding pass)"),
+    "refine.update_interval": (at_least(0),
+                               "an integer >= 0 (steps between reclusterings; 0: every epoch)"),
+    "refine.tol": (fraction, "a number in [0, 1) (the fraction of labels that may still "
+                             "change when refinement stops)"),
+    "refine.recon_weight": (lambda v: _num(v) and v >= 0, "a number >= 0"),
+    "refine.max_iterations": (at_least(0), "an integer >= 0 (0: no cap)"),
+    "refine.first_n_init": (at_least(1), "an integer >= 1"),
+    "manifold.every_n_epochs": (at_least(1), "an integer >= 1"),
+}  # fmt: skip
 
 
 def require(ok: bool, message: str) -> None:
@@ -165,16 +163,11 @@ def validate(cfg: DictConfig) -> None:
         f"k is not set and dataset={cfg.dataset.name} has no classes to count: "
         "give k=<number of clusters> or k=auto",
     )
-    for key, ok, want in RULES:
+    for key, (ok, want) in RULES.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is None and key != "k":
             continue  # an optional node that is absent (e.g. manifold=none)
-        require(
-            _num(value) and ok(value)
-            if key not in ("k", "k_search.criterion", "optim.schedule")
-            else ok(value),
-            f"{key}={value!r} must be {want}",
-        )
+        require(ok(value), f"{key}={value!r} must be {want}")
     require(
         cfg.k_search.max >= cfg.k_search.min,
         f"k_search.max={cfg.k_search.max} must be >= k_search.min={cfg.k_search.min}",
