@@ -64,5 +64,59 @@ def test_time_to_acc_reads_a_runs_records(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"history": history}))
     timings = [{"epoch": e, "elapsed_s": 30.0 * (e + 1)} for e in range(4)]
     (tmp_path / "run_info.json").write_text(json.dumps({"timings": timings}))
-    assert time_to_acc(tmp_path, 0.90) == 90.0
+    assert time_to_acc(tmp_path, 0.90) == 90.0  # no startup_s recorded: 0
     assert time_to_acc(tmp_path, 0.99) is None
+    info = {"timings": timings, "startup_s": 7.5}  # the command's start counts too
+    (tmp_path / "run_info.json").write_text(json.dumps(info))
+    assert time_to_acc(tmp_path, 0.90) == 97.5
+
+
+def test_a_run_records_its_startup(compose, tmp_path):
+    from deepcluster.run import run
+
+    run(
+        compose(
+            "dataset=synthetic",
+            "dataset.n=64",
+            "trainer.max_epochs=1",
+            "logger=none",
+            "plots=false",
+            f"output_dir={tmp_path}",
+        )
+    )
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert 0 < info["startup_s"] < info["wall_s"]
+    assert info["machine"]["cpu"] and info["machine"]["torch"]
+
+
+def test_gpu_bench_paths_run_on_cpu_tensors(tmp_path):
+    """Every path of bench/gpu.py (device-resident data, bf16 autocast, torch k-means) on the
+    CPU: the GPU session must not be the first to run them."""
+    spec = importlib.util.spec_from_file_location(
+        "gpu_bench", Path(__file__).resolve().parent.parent / "bench" / "gpu.py"
+    )
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    out = tmp_path / "gpu.json"
+    results = gpu.main(
+        [
+            "--device",
+            "cpu",
+            "--data-root",
+            "",
+            "--n-images",
+            "1024",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--no-compile",
+            "--out",
+            str(out),
+        ]
+    )
+    assert {"ours", "ours_bf16", "bare", "bare_bf16"} <= set(results["img_per_s"])
+    assert abs(results["epoch"]["kmeans_inertia_rel_diff"]) < 0.05
+    assert json.loads(out.read_text())["device"]

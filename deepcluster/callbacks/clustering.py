@@ -75,7 +75,7 @@ class ClusteringCallback(Callback):
         self.last_result: ClusterResult | None = None  # its clustering (extra: e.g. linkage)
         self.last_embedding: np.ndarray | None = None  # (N, m) last manifold output
         self.last_manifold_model: Any = None  # the fitted manifold of the last manifold update
-        self._fit_started = time.perf_counter()
+        self.fit_started = time.perf_counter()
 
     @property
     def stop_reason(self) -> str:
@@ -141,7 +141,7 @@ class ClusteringCallback(Callback):
 
     # --- hooks -------------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._fit_started = time.perf_counter()
+        self.fit_started = time.perf_counter()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         update = self.schedule.at_train_start(trainer.current_epoch, pl_module.refining)
@@ -211,7 +211,7 @@ class ClusteringCallback(Callback):
                 "manifold_s": info["manifold_s"],
                 "cluster_s": info["cluster_s"],
                 # seconds since this process's fit began (a resume restarts it)
-                "elapsed_s": time.perf_counter() - self._fit_started,
+                "elapsed_s": time.perf_counter() - self.fit_started,
             }
         )
         return info
