@@ -114,7 +114,6 @@ def build_parts(cfg: DictConfig) -> Parts:
         manifold=manifold,
         first_n_init=refine.first_n_init,
         k_search=OmegaConf.to_container(cfg.k_search),
-        embed_batch_size=cfg.embed_batch_size,
         seed=cfg.seed,
     )
     return Parts(datamodule, module, callback, clusterer, manifold)

@@ -158,6 +158,17 @@ def write_figures(cfg: DictConfig, out_dir: Path, metrics: dict, callback, datam
     return figures
 
 
+def command_line() -> str | None:
+    """The command as typed (Hydra runs only): `deepcluster <its overrides>`."""
+    from deepcluster.tracking import hydra_config
+
+    hc = hydra_config()
+    if hc is None:
+        return None
+    extra = [o for o in hc.overrides.hydra if not o.startswith("hydra.mode=")]
+    return " ".join(["deepcluster", *hc.overrides.task, *extra])
+
+
 def process_age_at(moment: float) -> float:
     """Seconds this process had lived at perf_counter() == moment (Linux; else 0)."""
     try:
@@ -185,5 +196,6 @@ def write_run_info(
         "timings": jsonable(callback.timings),
         "ddp_rank_agreement_checks": callback.rank_checks,
         "machine": describe(),
+        "command": command_line(),
     }
     (out_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")

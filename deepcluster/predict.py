@@ -69,7 +69,9 @@ class Predictor:
             ckpt = Path(self.cfg.ckpt_path)  # a cluster-only run: the model it clustered
         if not ckpt.is_file():
             raise PredictError(f"{self.run_dir}: no checkpoint to load ({ckpt})")
-        self.module = DeepClusterModule(instantiate(self.cfg.model, "model"))
+        self.module = DeepClusterModule(
+            instantiate(self.cfg.model, "model"), embed_batch_size=int(self.cfg.embed_batch_size)
+        )
         weights = torch.load(ckpt, map_location="cpu", weights_only=True)
         self.module.on_load_checkpoint(weights)
         self.module.load_state_dict(weights["state_dict"])
@@ -93,7 +95,7 @@ class Predictor:
 
     def __call__(self, images) -> tuple[np.ndarray, np.ndarray]:
         """images: (N, C, H, W) uint8 → (clusters (N,), codes (N, d))."""
-        codes = self.module.embed(images, int(self.cfg.embed_batch_size)).cpu().numpy()
+        codes = self.module.embed(images).cpu().numpy()
         space = codes
         if self.state.get("manifold") is not None:
             space = self.state["manifold"].transform(codes)

@@ -12,13 +12,13 @@ table and figures to W&B (offline unless WANDB_MODE=online) as a run of the swee
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from omegaconf import OmegaConf
 
 SCORES = ("acc", "nmi", "ari", "purity")
@@ -96,10 +96,7 @@ def _cell(value: Any) -> str:
 
 def write_tables(rows: list[dict], out_dir: Path, common: list[str]) -> tuple[Path, Path]:
     md, table = out_dir / "report.md", out_dir / "report.csv"
-    with table.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    pd.DataFrame(rows).reindex(columns=list(COLUMNS)).to_csv(table, index=False)
     shown = [c for c in COLUMNS if c != "error"]
     lines = [f"Sweep of {len(rows)} jobs; common to all: `{' '.join(common) or '(nothing)'}`", ""]
     lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]

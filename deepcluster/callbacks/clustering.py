@@ -56,13 +56,12 @@ class ClusteringCallback(Callback):
         manifold: Manifold | None = None,
         first_n_init: int = 1,
         k_search: dict[str, Any] | None = None,
-        embed_batch_size: int = 2048,
         seed: int = 0,
     ) -> None:
         super().__init__()
         self.clusterer, self.k, self.schedule, self.manifold = clusterer, k, schedule, manifold
         self.first_n_init, self.k_search = first_n_init, dict(k_search or {})
-        self.embed_batch_size, self.seed = embed_batch_size, seed
+        self.seed = seed
         # state carried through checkpoints
         self.history: list[dict[str, Any]] = []  # per epoch: loss, scores, changed
         self.timings: list[dict[str, float]] = []  # per clustered epoch: seconds per stage
@@ -121,7 +120,7 @@ class ClusteringCallback(Callback):
     def _update(self, trainer: L.Trainer, pl_module: L.LightningModule, update: Update) -> dict:
         t0 = time.perf_counter()
         images = trainer.datamodule.train_images  # the device-resident copy when on a GPU
-        z = pl_module.embed(images, self.embed_batch_size).cpu().numpy()  # (N, d)
+        z = pl_module.embed(images).cpu().numpy()  # (N, d), the module's embed_batch_size
         embed_s = time.perf_counter() - t0
         out = on_rank_zero(
             trainer, lambda: self._cluster_rank0(z, update, pl_module.refining), "clustering"
