@@ -1,0 +1,85 @@
+"""augment=affine: shapes, range, seeding, and that clustering never sees it."""
+
+import pytest
+import torch
+
+from deepcluster.data.augment import Affine
+from deepcluster.models import CAE, DeepClusterModule
+from deepcluster.run import run
+
+
+def batch():
+    torch.manual_seed(0)
+    x = torch.zeros(8, 1, 28, 28)
+    x[:, :, 10:18, 12:16] = 1.0  # a bar: any shift or rotation moves pixels
+    return x
+
+
+def test_keeps_shape_and_range_and_moves_pixels():
+    x = batch()
+    y = Affine(max_shift=0.1, max_rotation=10, scale=(0.9, 1.1))(x, step=3)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    assert not torch.equal(y, x)
+
+
+def test_same_seed_and_step_give_the_same_augmentation():
+    x = batch()
+    a, b = Affine(seed=1)(x, step=5), Affine(seed=1)(x, step=5)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, Affine(seed=1)(x, step=6))  # each step draws anew
+    assert not torch.equal(a, Affine(seed=2)(x, step=5))
+
+
+def test_identity_when_every_range_is_zero():
+    x = batch()
+    torch.testing.assert_close(Affine(max_shift=0, max_rotation=0)(x, 0), x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_shift": 1.5}, {"max_rotation": -1}, {"scale": (1.2, 1.0)}]
+)
+def test_rejects_bad_ranges(kwargs):
+    with pytest.raises(ValueError, match="augment."):
+        Affine(**kwargs)
+
+
+def test_embedding_for_clustering_is_never_augmented():
+    images = (batch() * 255).to(torch.uint8)
+    plain = DeepClusterModule(CAE())
+    augmented = DeepClusterModule(CAE(), augment=Affine(max_shift=0.3, max_rotation=45))
+    augmented.model.load_state_dict(plain.model.state_dict())
+    torch.testing.assert_close(augmented.embed(images), plain.embed(images))
+
+
+def test_training_sees_augmented_inputs_and_clean_targets():
+    torch.manual_seed(0)
+    seen = {}
+
+    def spy(x, step):
+        seen["input"] = x.clone()
+        return torch.zeros_like(x)  # an augmentation that blanks the image
+
+    module = DeepClusterModule(CAE(), augment=spy)
+    module.log = lambda *a, **k: None
+    x = batch()
+    loss = module.training_step((x, torch.arange(8)), 0)
+    expected = torch.nn.functional.mse_loss(module.model(torch.zeros_like(x))[1], x)
+    torch.testing.assert_close(loss, expected)  # reconstructs the clean image from the blank
+    assert torch.equal(seen["input"], x)
+
+
+def test_digits_run_with_augmentation_trains(compose, tmp_path):
+    metrics = run(
+        compose(
+            "augment=affine",
+            "trainer.max_epochs=2",
+            "logger=none",
+            "plots=false",
+            "trainer.enable_progress_bar=false",
+            f"output_dir={tmp_path}",
+        )
+    )
+    assert metrics["augment"] == "affine" and metrics["acc"] > 0.3
+    losses = [h["loss"] for h in metrics["history"]]
+    assert losses[-1] < losses[0]
