@@ -37,6 +37,20 @@ def command(run_dir: Path, info: dict) -> str:
     return "?"
 
 
+def code_silhouette(run_dir: Path) -> float | None:
+    """Silhouette of the final clusters in the code space (codes.npy), whatever space they were
+    found in (UMAP or the codes): one label-free yardstick across variants."""
+    codes, pred = run_dir / "codes.npy", run_dir / "predictions.csv"
+    if not (codes.is_file() and pred.is_file()):
+        return None
+    import numpy as np
+    import pandas as pd
+
+    from deepcluster.clustering.label_free import silhouette
+
+    return silhouette(np.load(codes), pd.read_csv(pred)["cluster"].to_numpy())
+
+
 def row(run_dir: Path) -> dict:
     m = json.loads((run_dir / "metrics.json").read_text())
     info = json.loads((run_dir / "run_info.json").read_text())
@@ -53,6 +67,7 @@ def row(run_dir: Path) -> dict:
         "acc": m.get("acc"),
         "nmi": m.get("nmi"),
         "silhouette": m.get("silhouette"),
+        "code_silhouette": code_silhouette(run_dir),
         "baseline_acc": (m.get("baseline") or {}).get("acc"),
         "stop_reason": m.get("stop_reason"),
         "wall_s": info.get("wall_s"),
@@ -65,19 +80,35 @@ def fmt(v, digits=4) -> str:
     return "–" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+# per-run columns: (header, key, digits); the summary averages the numeric ones per variant
+COLUMNS = [
+    ("seed", "seed", 0),
+    ("epochs", "epochs", 0),
+    ("final loss", "final_loss", 5),
+    ("ACC", "acc", 4),
+    ("NMI", "nmi", 4),
+    ("silhouette", "silhouette", 3),
+    ("code silhouette", "code_silhouette", 3),
+    ("pixels ACC", "baseline_acc", 4),
+    ("wall s", "wall_s", 0),
+]
+AVERAGED = [
+    ("NMI", "nmi", 4),
+    ("silhouette", "silhouette", 3),
+    ("code silhouette", "code_silhouette", 3),
+    ("final loss", "final_loss", 5),
+]
+
+
 def summary(rows: list[dict]) -> list[str]:
     out = [
-        "| variant | runs | ACC mean ± sd (min–max) | NMI mean | silhouette mean | "
-        "final loss mean |",
-        "|---|---|---|---|---|---|",
+        "| variant | runs | ACC mean ± sd (min–max) | "
+        + " | ".join(f"{h} mean" for h, _, _ in AVERAGED)
+        + " |",
+        "|---|---|---|" + "---|" * len(AVERAGED),
     ]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         rs = [r for r in rows if r["variant"] == variant]
-
-        def mean(key, rs=rs):
-            vals = [r[key] for r in rs if r[key] is not None]
-            return statistics.fmean(vals) if vals else None
-
         accs = [r["acc"] for r in rs if r["acc"] is not None]
         acc = (
             "–"
@@ -88,9 +119,28 @@ def summary(rows: list[dict]) -> list[str]:
                 f"({min(accs):.4f}–{max(accs):.4f})"
             )
         )
+        means = []
+        for _, key, digits in AVERAGED:
+            vals = [r[key] for r in rs if r[key] is not None]
+            means.append(fmt(statistics.fmean(vals) if vals else None, digits))
+        out.append(f"| {variant} | {len(rs)} | {acc} | " + " | ".join(means) + " |")
+    return out
+
+
+def table(rows: list[dict]) -> list[str]:
+    out = [
+        "| run | " + " | ".join(h for h, _, _ in COLUMNS) + " | stop | machine | command |",
+        "|---|" + "---|" * (len(COLUMNS) + 3),
+    ]
+    for r in rows:
+        cells = [
+            fmt(round(r[key]) if not digits and r[key] is not None else r[key], digits)
+            for _, key, digits in COLUMNS
+        ]
         out.append(
-            f"| {variant} | {len(rs)} | {acc} | {fmt(mean('nmi'))} | "
-            f"{fmt(mean('silhouette'), 3)} | {fmt(mean('final_loss'), 5)} |"
+            f"| {r['variant']} | "
+            + " | ".join(cells)
+            + f" | {(r['stop_reason'] or '')[:24]} | {r['machine']} | `{r['command']}` |"
         )
     return out
 
@@ -100,7 +150,9 @@ def main() -> None:
         "# Study tables",
         "",
         "Written by `python bench/studies.py` from `results/runs/`; "
-        "do not edit by hand. Each run's exact command is in its row.",
+        "do not edit by hand. Each run's exact command is in its row; `silhouette` is "
+        "measured where the run clustered (UMAP or the codes), `code silhouette` always in "
+        "the code space.",
         "",
     ]
     everything = {}
@@ -110,24 +162,7 @@ def main() -> None:
             continue
         rows = [row(d) for d in dirs]
         everything[folder] = rows
-        text += [
-            f"## {title}",
-            "",
-            *summary(rows),
-            "",
-            "| run | seed | epochs | final loss | ACC | NMI | silhouette | pixels ACC | "
-            "stop | wall s | machine | command |",
-            "|" + "---|" * 12,
-        ]
-        for r in rows:
-            text.append(
-                f"| {r['variant']} | {r['seed']} | {r['epochs']} | "
-                f"{fmt(r['final_loss'], 5)} | {fmt(r['acc'])} | {fmt(r['nmi'])} | "
-                f"{fmt(r['silhouette'], 3)} | {fmt(r['baseline_acc'])} | "
-                f"{(r['stop_reason'] or '')[:24]} | {fmt(r['wall_s'], 0)} | "
-                f"{r['machine']} | `{r['command']}` |"
-            )
-        text.append("")
+        text += [f"## {title}", "", *summary(rows), "", *table(rows), ""]
     out = ROOT / "results"
     (out / "studies.md").write_text("\n".join(text) + "\n")
     (out / "studies.json").write_text(json.dumps(everything, indent=2) + "\n")

@@ -22,9 +22,9 @@ def describe() -> dict[str, object]:
                 flags = line
     except OSError:
         pass
-    isa = ("AMX" if "amx_tile" in flags else "") + (
-        "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
-    )
+    has = set(flags.split())
+    vector = "AVX-512" if "avx512f" in has else "AVX2" if "avx2" in has else ""
+    isa = ", ".join(x for x in (vector, "AMX" if "amx_tile" in has else "") if x)
     info: dict[str, object] = {
         "cpu": f"{name} ({isa})" if isa else name,
         "cores": os.cpu_count(),

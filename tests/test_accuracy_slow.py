@@ -1,10 +1,13 @@
-"""Accuracy floors on real MNIST (`make test-slow`; minutes each on 2 cores).
+"""Accuracy floors on real MNIST (`make test-slow`; about 10 minutes each on 2 cores).
 
-The floors sit a little under what the same commands measured (RESULTS.md), so a regression
-in training, clustering or refinement fails them. Labels only score the result.
+The short CPU schedules (`*_quick`). Each floor sits under the lowest of the seeds measured
+(results/reproduction_quick.md), and the test runs a seed that was not among them
+(DEEPCLUSTER_TEST_SEED, default 3): a floor must hold for any seed, not the one it was
+tuned on. A regression in training, clustering or refinement fails them. Labels only score.
 """
 
 import json
+import os
 
 import pytest
 
@@ -31,15 +34,20 @@ def run_experiment(tmp_path, *args):
     return json.loads((tmp_path / "metrics.json").read_text())
 
 
+SEED = int(os.environ.get("DEEPCLUSTER_TEST_SEED", "3"))
+# lowest of seeds 0-2 (RESULTS.md, 0.1.0 rows of the same schedules): method A 0.8246 / 0.7941,
+# UMAP + GMM 0.8354 / 0.8776 (one GMM fit merged two digits); floors a little under them
+ACC_FLOOR_A, NMI_FLOOR_A = 0.80, 0.77
+ACC_FLOOR_N2D, NMI_FLOOR_N2D = 0.82, 0.86
+
+
 def test_method_a_on_mnist_full(tmp_path):
-    # measured: ACC 0.9266, NMI 0.8693 (seed 0); k-means alone after 10 epochs: 0.79
-    m = run_experiment(tmp_path, "experiment=dekm_mnist", "seed=0")
-    assert m["acc"] >= 0.90 and m["nmi"] >= 0.84, m
-    pretrain = [h for h in m["history"] if h["phase"] == "pretrain"]
-    assert m["acc"] > pretrain[-1]["acc"] + 0.05  # the refinement is what lifts it
+    m = run_experiment(tmp_path, "experiment=dekm_mnist_quick", f"seed={SEED}")
+    assert m["acc"] >= ACC_FLOOR_A and m["nmi"] >= NMI_FLOOR_A, m
+    pretrain = [h for h in m["history"] if h["phase"] == "pretrain" and "acc" in h]
+    assert m["acc"] > pretrain[-1]["acc"] + 0.03  # the refinement is what lifts it
 
 
 def test_umap_gmm_on_mnist_full(tmp_path):
-    # measured: ACC 0.9656, NMI 0.9150 (seed 0, 11 epochs)
-    m = run_experiment(tmp_path, "experiment=n2d_mnist", "seed=0")
-    assert m["acc"] >= 0.95 and m["nmi"] >= 0.90, m
+    m = run_experiment(tmp_path, "experiment=n2d_mnist_quick", f"seed={SEED}")
+    assert m["acc"] >= ACC_FLOOR_N2D and m["nmi"] >= NMI_FLOOR_N2D, m
