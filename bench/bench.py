@@ -285,16 +285,27 @@ def time_to_acc(run_dir: Path, target: float) -> float | None:
 
     From the run's own records: metrics.json's history (ACC per epoch, computed with labels
     only to score), run_info.json's elapsed time at each clustering (since training began)
-    and its `startup_s` (process start to training start: imports, data, model).
+    and its `startup_s` (process start to training start: imports, data, model). A run that
+    continued a pretraining run (ckpt_path=…) adds that run's wall time: the two commands
+    one after the other.
     """
     metrics = json.loads((run_dir / "metrics.json").read_text())
     info = json.loads((run_dir / "run_info.json").read_text())
+    before = 0.0  # a run that continued another (a shared pretraining): that run's time first
     if info.get("resumed_from"):
-        raise SystemExit(f"{run_dir} continued another run: its clock does not start at zero")
+        parent = Path(info["resumed_from"]).resolve().parent.parent
+        parent_info = json.loads((parent / "run_info.json").read_text())
+        if parent_info.get("resumed_from"):
+            raise SystemExit(f"{parent} itself continued another run: add its time by hand")
+        parent_metrics = json.loads((parent / "metrics.json").read_text())
+        for entry in parent_metrics["history"]:  # reached already while pretraining?
+            if entry.get("acc") is not None and entry["acc"] >= target:
+                return time_to_acc(parent, target)
+        before = parent_info["wall_s"]
     elapsed = {t["epoch"]: t.get("elapsed_s") for t in info["timings"]}
     for entry in metrics["history"]:
-        if entry.get("acc") is not None and entry["acc"] >= target:
-            return elapsed[entry["epoch"]] + info.get("startup_s", 0.0)
+        if entry.get("acc") is not None and entry["acc"] >= target and entry["epoch"] in elapsed:
+            return before + elapsed[entry["epoch"]] + info.get("startup_s", 0.0)
     _log(f"{run_dir}: ACC never reached {target}")
     return None
 

@@ -120,3 +120,33 @@ def test_gpu_bench_paths_run_on_cpu_tensors(tmp_path):
     assert {"ours", "ours_bf16", "bare", "bare_bf16"} <= set(results["img_per_s"])
     assert abs(results["epoch"]["kmeans_inertia_rel_diff"]) < 0.05
     assert json.loads(out.read_text())["device"]
+
+
+def test_time_to_acc_adds_the_pretraining_it_continued(tmp_path):
+    pre, ref = tmp_path / "pre", tmp_path / "ref"
+    for d in (pre, ref):
+        d.mkdir()
+    history = [{"epoch": 0, "acc": 0.5}, {"epoch": 1, "acc": 0.8}]
+    (pre / "metrics.json").write_text(json.dumps({"history": history}))
+    (pre / "run_info.json").write_text(
+        json.dumps(
+            {
+                "wall_s": 100.0,
+                "timings": [{"epoch": 0, "elapsed_s": 40.0}, {"epoch": 1, "elapsed_s": 80.0}],
+            }
+        )
+    )
+    (ref / "metrics.json").write_text(
+        json.dumps({"history": [*history, {"epoch": 2, "acc": 0.93}]})
+    )
+    (ref / "run_info.json").write_text(
+        json.dumps(
+            {
+                "resumed_from": str(pre / "checkpoints" / "last.ckpt"),
+                "startup_s": 5.0,
+                "timings": [{"epoch": 2, "elapsed_s": 30.0}],
+            }
+        )
+    )
+    assert time_to_acc(ref, 0.90) == 100.0 + 5.0 + 30.0  # the two commands, one after the other
+    assert time_to_acc(ref, 0.70) == 80.0  # reached while pretraining
