@@ -25,9 +25,10 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/python -m deepcluster $(ARGS)
 
-## default suite: no network, no GPU, a few minutes on 2 cores (includes the wheel test)
+## default suite: no network, no GPU, a few minutes on 2 cores (includes the wheel test);
+## two workers of one thread each (a test file stays on one worker: its fixtures run once)
 test: setup
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ## heavy accuracy floors on real MNIST (needs DEEPCLUSTER_DATA)
 test-slow: setup

@@ -217,11 +217,11 @@ def embed_rate(images: torch.Tensor, batch_size: int = 2048) -> float:  # the co
     return len(images) / (time.perf_counter() - t0)
 
 
-def codes_70k(images: torch.Tensor) -> np.ndarray:
+def codes_70k(images: torch.Tensor, steps: int = 150) -> np.ndarray:
     """Realistic codes: a CAE after a few hundred steps (random init codes are too easy)."""
     model = _model(False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for step in range(150):
+    for step in range(steps):
         x = images[step * 256 % len(images) :][:256].float() / 255
         loss = F.mse_loss(model(x)[1], x)
         opt.zero_grad()
@@ -343,6 +343,12 @@ def main(argv: list[str] | None = None) -> dict:
         help="skip scikit-learn's Ward at 20 000 (needs ≈ 3 GB)",
     )
     p.add_argument(
+        "--code-steps",
+        type=int,
+        default=150,
+        help="training steps before the codes k-means and Ward are timed on",
+    )
+    p.add_argument(
         "--time-to-acc",
         action="append",
         default=[],
@@ -388,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     embed = embed_rate(images)
     _log(f"embedding: {embed:.0f} img/s")
-    z = codes_70k(images)
+    z = codes_70k(images, args.code_steps)
     km = kmeans_time(z)
     _log(f"k-means 70k: {km:.2f} s")
     agglo: dict[str, dict] = {}

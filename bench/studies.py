@@ -71,9 +71,14 @@ def row(run_dir: Path) -> dict:
         "baseline_acc": (m.get("baseline") or {}).get("acc"),
         "stop_reason": m.get("stop_reason"),
         "wall_s": info.get("wall_s"),
-        "machine": machine.get("gpu") or machine.get("cpu") or "?",
+        "machine": machine_label(machine.get("gpu") or machine.get("cpu") or "?"),
         "command": command(run_dir, info),
     }
+
+
+def machine_label(text: str) -> str:
+    """Runs of the first hours of 0.2.0 wrote the ISA flags run together."""
+    return text.replace("(AMXAVX-512)", "(AVX-512, AMX)")
 
 
 def fmt(v, digits=4) -> str:
@@ -145,6 +150,31 @@ def table(rows: list[dict]) -> list[str]:
     return out
 
 
+def sigmoid_study(path: Path) -> list[str]:
+    """The table of bench/sigmoid_study.py's output, if it ran."""
+    if not path.is_file():
+        return []
+    study = json.loads(path.read_text())
+    machine = machine_label(study["machine"]["cpu"])
+    out = [
+        "## The Sigmoid plateau (bench/sigmoid_study.py)",
+        "",
+        f"`python bench/sigmoid_study.py` on {machine}, one thread. Signal: std over images of "
+        "the reconstruction at initialisation; then the reconstruction loss per epoch over the "
+        "mean-image loss (1.0: the output ignores the input).",
+        "",
+        "| data | batch | variant | signal at init | loss / mean-image loss per epoch |",
+        "|---|---|---|---|---|",
+    ]
+    for r in study["runs"]:
+        losses = " ".join(f"{v:.3f}" for v in r["loss_over_mean_image"])
+        out.append(
+            f"| {r['data']} | {r['batch_size']} | {r['variant']} | "
+            f"{r['output_signal_at_init']:.1e} | {losses} |"
+        )
+    return [*out, ""]
+
+
 def main() -> None:
     text = [
         "# Study tables",
@@ -163,6 +193,7 @@ def main() -> None:
         rows = [row(d) for d in dirs]
         everything[folder] = rows
         text += [f"## {title}", "", *summary(rows), "", *table(rows), ""]
+    text += sigmoid_study(ROOT / "results" / "sigmoid_study.json")
     out = ROOT / "results"
     (out / "studies.md").write_text("\n".join(text) + "\n")
     (out / "studies.json").write_text(json.dumps(everything, indent=2) + "\n")

@@ -43,6 +43,8 @@ def test_bench_smoke_writes_results(tmp_path):
             "1",
             "--repeats",
             "1",
+            "--code-steps",
+            "5",
             "--no-sklearn-ward",
             "--out",
             str(out),

@@ -11,15 +11,10 @@ from tests.conftest import run_cli
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits_run")
-    # the floor was measured with 2 threads (make test's default on 2 cores); the thread count
-    # changes float reduction order, hence the training path, so pin it
-    proc = run_cli(
-        "experiment=digits_dekm",
-        "seed=0",
-        f"hydra.run.dir={out}",
-        cwd=out,
-        env={"OMP_NUM_THREADS": "2"},
-    )
+    # the default job (`make run`). Its floor was measured with one thread
+    # (results/runs/digits_default/dekm100long-s0: 0.8637); the thread count changes float
+    # reduction order, hence the training path, so pin it
+    proc = run_cli("seed=0", f"hydra.run.dir={out}", cwd=out, env={"OMP_NUM_THREADS": "1"})
     return out, proc
 
 
@@ -27,7 +22,7 @@ def test_digits_end_to_end_reaches_floor(digits_run):
     out, proc = digits_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["acc"] >= 0.80, metrics
+    assert metrics["acc"] >= 0.85 and metrics["acc"] > metrics["baseline"]["acc"], metrics
     for key in ("acc", "nmi", "ari", "purity", "k", "dataset", "clusterer", "activation", "seed"):
         assert key in metrics
     assert metrics["dataset"] == "digits" and metrics["k"] == 10
@@ -35,10 +30,11 @@ def test_digits_end_to_end_reaches_floor(digits_run):
     assert [h["epoch"] for h in history] == list(range(len(history)))
     assert {"epoch", "acc", "nmi", "loss", "changed", "phase"} <= set(history[0])
     assert any(h["phase"] == "refine" for h in history)
-    # the refinement stops itself once < 0.5 % of labels change, well before max_epochs=25
+    # the refinement stops itself once < 0.5 % of labels change, well before max_epochs=40
     assert metrics["stop_reason"].startswith("converged"), metrics["stop_reason"]
-    assert len(history) < 25
+    assert len(history) < 40
     assert "deepcluster: ACC" in proc.stdout and str(out) in proc.stdout
+    assert "(k-means on pixels: ACC" in proc.stdout  # what the autoencoder bought, at a glance
 
 
 def test_digits_run_writes_every_output(digits_run):
