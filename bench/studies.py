@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "results" / "runs"
+ALSO = {"sigmoid": ["schedule/constant-s0"]}  # runs another study's table shows too
 STUDIES = {  # folder → what it measures
     "digits_default": "The default job on the bundled digits (issue 11): variants × seeds 0-4",
     "sigmoid": "Sigmoid vs ReLU on MNIST-full, 10 reconstruction epochs (issue 11)",
@@ -188,6 +189,11 @@ def main() -> None:
     everything = {}
     for folder, title in STUDIES.items():
         dirs = sorted(p.parent for p in (RUNS / folder).glob("*/run_info.json"))  # finished
+        dirs += [
+            RUNS / extra
+            for extra in ALSO.get(folder, [])
+            if (RUNS / extra / "run_info.json").is_file()
+        ]
         if not dirs:
             continue
         rows = [row(d) for d in dirs]
