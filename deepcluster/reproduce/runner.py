@@ -25,15 +25,6 @@ AFTER_S = {
     "ward": 90,
     "gmm": 180,
 }  # refinement / one Ward / UMAP + GMM, on 2 CPU cores
-PRETRAIN_EPOCHS = {
-    "dekm": (200, 10),
-    "ward_mnist": (200, 10),
-    "ward_mnist_test": (200, 20),
-    "n2d_mnist": (200, 11),
-    "n2d_fashion": (200, 11),
-    "n2d_mnist_test": (200, 21),
-}  # (published, quick)
-
 COMMON = ["logger=csv", "trainer.enable_progress_bar=false"]
 
 
@@ -53,11 +44,6 @@ class Job:
         return self.run_dir / "checkpoints" / "last.ckpt"
 
 
-def pretrain_epochs(s: Setting, quick: bool) -> int:
-    published, short = PRETRAIN_EPOCHS["dekm" if s.experiment.startswith("dekm") else s.experiment]
-    return short if quick else published
-
-
 def plan(
     settings: list[Setting],
     seeds: list[int],
@@ -72,7 +58,7 @@ def plan(
     for seed in seeds:
         for s in settings:
             exp = s.experiment + ("_quick" if quick else "")
-            epochs = pretrain_epochs(s, quick)
+            epochs = s.pretrain_epochs(quick)
             key = s.pretrain_key(seed, quick)
             n = N_IMAGES[(s.dataset, s.split)]
             if key not in pretrains:

@@ -27,6 +27,14 @@ class Setting:
     refine: bool  # continue the pretraining with refinement (else: cluster it once)
     published: dict | None = None  # {"acc", "nmi", "source"}
 
+    def pretrain_epochs(self, quick: bool) -> int:
+        """Reconstruction epochs: 200 at the published schedules; the quick ones' own."""
+        if not quick:
+            return 200
+        return {"ward_mnist": 10, "ward_mnist_test": 20, "n2d_mnist_test": 21}.get(
+            self.experiment, 11 if self.experiment.startswith("n2d") else 10
+        )
+
     def pretrain_key(self, seed: int, quick: bool) -> str:
         tail = "-quick" if quick else ""
         return f"{self.dataset}-{self.split}-{self.model}-{self.activation}-s{seed}{tail}"

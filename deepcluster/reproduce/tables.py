@@ -10,6 +10,10 @@ from pathlib import Path
 from deepcluster.reproduce.settings import Setting
 
 
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -25,17 +29,17 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
             if not (run_dir / "metrics.json").is_file():
                 continue
             m = json.loads((run_dir / "metrics.json").read_text())
-            info_file = run_dir / "run_info.json"
-            info = json.loads(info_file.read_text()) if info_file.is_file() else {}
-            pre_info = root / "pretrain" / s.pretrain_key(seed, quick) / "run_info.json"
-            pre = json.loads(pre_info.read_text()) if pre_info.is_file() else {}
+            info = _read(run_dir / "run_info.json")
+            pre_dir = root / "pretrain" / s.pretrain_key(seed, quick)
+            pre = _read(pre_dir / "run_info.json")
+            trained = _read(pre_dir / "metrics.json").get("epochs", 0)  # reconstruction epochs
+            refined = sum(h.get("phase") == "refine" for h in m["history"])
             runs.append(
                 {
                     "seed": seed,
                     "acc": m["acc"],
                     "nmi": m["nmi"],
-                    "epochs": m["epochs"],
-                    "pretrain_epochs": sum(h.get("phase") == "pretrain" for h in m["history"]),
+                    "epochs": f"{trained}+{refined}" if s.refine else str(trained),
                     "stop_reason": m["stop_reason"],
                     "dir": str(run_dir),
                     "machine": (pre.get("machine") or info.get("machine") or {}),
@@ -68,6 +72,7 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
                     "runs": runs,
                 },
                 "seeds_planned": seeds,
+                "pretrain_epochs_planned": s.pretrain_epochs(quick),
                 "machine": machines,
                 "commit": sorted({r["machine"].get("commit") for r in runs} - {None}),
             }
@@ -104,16 +109,26 @@ def markdown(entries: list[dict]) -> str:
         lines.append(
             f"| {e['setting']} | {e['k']} | {e['activation']} | {published} | "
             f"{_fmt(o['acc_mean'], o['acc_sd'])} | {_fmt(o['nmi_mean'], o['nmi_sd'])} | "
-            f"{seeds} | {', '.join(map(str, e['epochs'])) or '–'} | "
+            f"{seeds} | {_epochs(e)} | "
             f"{'; '.join(e['machine']) or '–'} |"
         )
     sources = sorted({e["published"]["source"] for e in entries if e["published"]})
     lines += [
         "",
         "Published figures: " + "; ".join(sources) + ". ACC / NMI: mean ± sd over the "
-        "seeds that ran; epochs: all epochs of the run (pretraining + refinement).",
+        "seeds that ran; epochs: reconstruction epochs (+ refinement epochs), marked when "
+        "fewer than the schedule's.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _epochs(e: dict) -> str:
+    if not e["epochs"]:
+        return "–"
+    ran = ", ".join(e["epochs"])
+    trained = min(int(x.split("+")[0]) for x in e["epochs"])
+    short = trained < e["pretrain_epochs_planned"]
+    return ran + (f" (fewer: {e['pretrain_epochs_planned']} planned)" if short else "")
 
 
 def figures(entries: list[dict], out_dir: Path) -> list[Path]:

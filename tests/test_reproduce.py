@@ -1,0 +1,85 @@
+"""python -m deepcluster.reproduce: the plan, resuming, and the tables it writes."""
+
+import json
+
+import pytest
+
+from deepcluster.reproduce import runner, tables
+from deepcluster.reproduce.__main__ import main, parse_seeds
+from deepcluster.reproduce.settings import SETTINGS
+
+
+def by_name(*patterns):
+    return [s for s in SETTINGS if s.name in patterns]
+
+
+def test_every_published_setting_is_there():
+    names = {s.name for s in SETTINGS}
+    for ds in ("mnist", "fashion"):
+        for act in ("relu", "sigmoid"):
+            assert {f"A/{ds}/k{k}/{act}" for k in (5, 10, 15)} <= names
+    assert {"B/mnist", "B/mnist_test", "N2D/mnist", "N2D/fashion", "N2D/mnist_test"} <= names
+
+
+def test_seeds_parse_as_a_count_or_a_list():
+    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,4") == [0, 4]
+
+
+def test_plan_shares_one_pretraining_and_runs_seed_zero_first(tmp_path):
+    chosen = by_name("A/mnist/k5/relu", "A/mnist/k10/relu", "N2D/mnist")
+    jobs = runner.plan(chosen, [0, 1], tmp_path, quick=False, device="cpu", extra=[])
+    pretrains = [j for j in jobs if j.run_dir.parent.name == "pretrain"]
+    assert [p.run_dir.name for p in pretrains] == ["mnist-all-cae-relu-s0", "mnist-all-cae-relu-s1"]
+    assert len(pretrains[0].after) == 3  # k=5, k=10 and the UMAP/GMM recipe continue it
+    seeds = [j.run_dir.name[-1] for j in jobs]
+    assert seeds == sorted(seeds)  # every seed-0 run before any seed-1 run
+    assert any("trainer.max_epochs=200" in o for o in pretrains[0].overrides)
+
+
+def test_commands_continue_the_own_checkpoint_first(tmp_path):
+    jobs = runner.plan(by_name("A/mnist/k10/relu"), [0], tmp_path, False, "cpu", [])
+    pre, setting = jobs
+    assert f"ckpt_path={pre.checkpoint}" in runner.command(setting, pre)
+    setting.checkpoint.parent.mkdir(parents=True)
+    setting.checkpoint.write_text("x")  # interrupted: it continues itself
+    assert f"ckpt_path={setting.checkpoint}" in runner.command(setting, pre)
+
+
+def test_finished_runs_are_skipped(tmp_path, monkeypatch):
+    jobs = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", [])
+    for job in jobs:
+        job.run_dir.mkdir(parents=True)
+        (job.run_dir / "metrics.json").write_text("{}")
+    monkeypatch.setattr(runner.subprocess, "call", lambda *a, **k: pytest.fail("ran again"))
+    assert runner.execute(jobs, log=lambda *_: None) == []
+
+
+def test_dry_run_prints_commands_and_time(tmp_path, capsys):
+    assert main(["--dry-run", "--only", "B/*", "--seeds", "1", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 settings × 1 seeds: 4 runs" in out and "experiment=ward_mnist_test" in out
+    assert main(["--only", "Z/*", "--root", str(tmp_path)]) == 2
+
+
+def test_tables_put_published_beside_ours_and_say_what_is_missing(tmp_path):
+    s = by_name("B/mnist_test")[0]
+    runs = tmp_path / "runs"
+    for seed, acc in ((0, 0.88), (1, 0.86)):
+        pre = runs / "pretrain" / s.pretrain_key(seed, False)
+        pre.mkdir(parents=True)
+        (pre / "metrics.json").write_text(json.dumps({"epochs": 120 if seed else 200}))
+        run = runs / s.run_key(seed, False)
+        run.mkdir(parents=True)
+        history = [{"epoch": 199, "phase": "cluster_only"}]
+        (run / "metrics.json").write_text(
+            json.dumps({"acc": acc, "nmi": 0.8, "history": history, "stop_reason": "cluster_only"})
+        )
+        (run / "run_info.json").write_text(json.dumps({"machine": {"cpu": "X", "threads": 2}}))
+    entries = tables.collect([s], [0, 1, 2], runs, quick=False)
+    assert entries[0]["ours"]["acc_mean"] == pytest.approx(0.87)
+    assert entries[0]["published"]["acc"] == 0.8753
+    js, md = tables.write(entries, tmp_path)
+    text = md.read_text()
+    assert "0.8753 / 0.8410" in text and "0.8700 ± 0.0141" in text
+    assert "2/3 (fewer)" in text and "(fewer: 200 planned)" in text
+    assert json.loads(js.read_text())[0]["setting"] == "B/mnist_test"
