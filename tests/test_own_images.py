@@ -210,7 +210,7 @@ def test_k_auto_on_digits_reports_its_choice(compose, tmp_path):
         compose(
             "k=auto",
             "k_search.max=12",
-            "trainer.max_epochs=2",
+            "trainer.max_epochs=1",
             "logger=none",
             "trainer.enable_progress_bar=false",
             f"output_dir={tmp_path}",
