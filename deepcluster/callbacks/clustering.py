@@ -108,7 +108,12 @@ class ClusteringCallback(Callback):
             if (update.starts_refinement or update.phase == "refine")
             else None
         )
-        scores = label_free_scores(space, res.labels, res.objective, seed=self.seed)
+        # step and start updates only steer refinement; the history (the scores) is per epoch
+        scores = (
+            {}
+            if update.where != "epoch"
+            else label_free_scores(space, res.labels, res.objective, seed=self.seed)
+        )
         return {
             "result": res,
             "targets": targets,
