@@ -34,10 +34,11 @@ def make_activation(name: str) -> nn.Module:
 
 def init_weights(model: nn.Module, scheme: str) -> nn.Module:
     """`default`: PyTorch's (Kaiming-uniform, suits ReLU). `glorot`: Glorot/Xavier-uniform
-    weights and zero biases, Keras' default. `glorot_sigmoid`: the same bound × 4, the scale
-    Glorot & Bengio's derivation gives logistic units (slope 1/4 at 0): with it a signal
-    crosses the seven Sigmoid layers of the CAE; with plain Glorot it fades to ~1e-7 of the
-    input's and the network learns only the mean image (RESULTS.md, Sigmoid study)."""
+    weights and zero biases, Keras' default. `glorot_sigmoid`: the same bound × 4, the usual
+    correction for logistic units (their slope at 0 is 1/4 where Glorot's derivation assumes
+    1): with it a signal crosses the seven Sigmoid layers of the CAE; with plain Glorot it
+    fades to ~1e-7 of the input's and the network learns only the mean image (RESULTS.md,
+    "The Sigmoid CAE trains")."""
     if scheme not in INITS:
         raise ValueError(f"model.init={scheme!r} must be one of {', '.join(INITS)}")
     if scheme != "default":
