@@ -31,9 +31,7 @@ class Setting:
         """Reconstruction epochs: 200 at the published schedules; the quick ones' own."""
         if not quick:
             return 200
-        return {"ward_mnist": 10, "ward_mnist_test": 20, "n2d_mnist_test": 21}.get(
-            self.experiment, 11 if self.experiment.startswith("n2d") else 10
-        )
+        return 20 if self.split == "test" else 10
 
     def pretrain_key(self, seed: int, quick: bool) -> str:
         tail = "-quick" if quick else ""
