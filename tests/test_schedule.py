@@ -217,3 +217,34 @@ def test_a_clustering_error_on_rank_zero_reaches_every_rank():
         rank1.on_train_epoch_end(
             fake_trainer(dm, rank_zero=False, broadcast=broadcast), module_with_loss()
         )
+
+
+# --- learning-rate schedules (issue 14) -------------------------------------------------
+def test_one_cycle_warms_up_peaks_decays_and_hands_refinement_the_base_rate():
+    from deepcluster.build import one_cycle
+
+    f = one_cycle(lr=1e-3, peak_lr=1e-2, warmup_fraction=0.1, steps=100)
+    assert f(0) == pytest.approx(1.0) and f(10) == pytest.approx(10.0)  # warm-up to the peak
+    assert f(5) == pytest.approx(5.5)
+    assert f(99) < 0.05  # cosine down to about lr/100
+    assert f(100) == 1.0 and f(5000) == 1.0  # refinement: optim.lr
+
+
+def test_schedule_fast_composes_and_trains(compose, tmp_path):
+    from deepcluster.run import run
+
+    cfg = compose(
+        "schedule=fast",
+        "dataset=synthetic",
+        "dataset.n=64",
+        "refine=none",
+        "trainer.max_epochs=2",
+        "logger=none",
+        "plots=false",
+        "baseline=false",
+        "trainer.enable_progress_bar=false",
+        f"output_dir={tmp_path}",
+    )
+    assert cfg.optim.schedule == "one_cycle" and cfg.trainer.precision == "bf16-mixed"
+    metrics = run(cfg)
+    assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
