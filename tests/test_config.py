@@ -109,3 +109,18 @@ def test_launcher_configs_compose(launcher, target):
         cfg = compose("config", [f"hydra/launcher={launcher}"], return_hydra_config=True)
     GlobalHydra.instance().clear()
     assert cfg.hydra.launcher._target_.endswith(target)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_can_cluster_a_trained_model_only(compose, experiment, tmp_path):
+    """How the reproduction continues a shared pretraining: trainer.max_epochs=0 + ckpt_path."""
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_text("")
+    cfg = compose(
+        f"experiment={experiment}",
+        "trainer.max_epochs=0",
+        f"ckpt_path={ckpt}",
+        f"data.root={tmp_path}",
+    )
+    OmegaConf.resolve(cfg)
+    validate_config(cfg)
