@@ -1,25 +1,69 @@
 #!/usr/bin/env bash
-# Everything a session lent a GPU machine should run, in one go (≈ 12 min on one H100):
-#   run (device tool): bash bench/gpu_session.sh      carry: .wheels
-# Before, on this machine (the GPU machine has no internet and lacks these packages):
-#   pip download --python-version 3.12 --only-binary=:all: --no-deps -d .wheels \
-#       hydra-core omegaconf fastcluster umap-learn pynndescent wandb hydra-joblib-launcher
-#   pip wheel --no-deps -w .wheels antlr4-python3-runtime==4.9.3
-# Results come back under $OUT: bench/results_gpu.{json,md} and the reproduction runs'
-# metrics.json / run_info.json; commit them, never checkpoints.
+# All the GPU work of one session lent a GPU machine, in one command (≈ 9.5 min on one H100):
+#   1. a smoke run of the default job on the GPU (trainer=gpu);
+#   2. the GPU benchmark, alone on the device (bench/gpu.py: img/s of ours, the bare loop and
+#      the DataLoader peer; one MNIST-full epoch split into train / embed / k-means);
+#   3. published schedules side by side on the one GPU (python -m deepcluster.reproduce
+#      --device gpu --jobs N), stopped at the deadline: what finished comes back with its
+#      metrics.json, what did not with its last checkpoint, to continue later.
+# Here, before (the GPU machine has no network; the data beside the checkout does not travel):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 -d .whl hydra-core omegaconf fastcluster umap-learn \
+#       pynndescent lightning lightning-utilities
+#   pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3
+#   mkdir -p .gpu/data/{MNIST,FashionMNIST}/raw; gzip -c each ../shared/data/*/raw/* into them
+# Then (device tool): run  bash bench/gpu_session.sh  with carry [".whl", ".gpu"].
+# Back under $OUT: session.log, results_gpu.{json,md}, runs.tar.gz.NN (untar here at the root).
 set -u
 OUT=${OUT:-/tmp/out}
+BUDGET_S=${BUDGET_S:-560}      # from the start of this script to the end of packing
+ROOT=${ROOT:-results}
+T0=$(date +%s)
+left() { echo $((BUDGET_S - ($(date +%s) - T0))); }
 mkdir -p "$OUT"
-python3 -m pip install -q --no-deps --no-index .wheels/*.whl
-python3 -m pip install -q --no-deps --no-build-isolation -e .
-export DEEPCLUSTER_DATA=${DEEPCLUSTER_DATA:-$(pwd)/../shared/data} WANDB_MODE=offline
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
-# 1. the GPU benchmark (≈ 2 min)
-timeout 240 python3 bench/gpu.py --out "$OUT/bench/results_gpu.json" || echo "gpu bench failed"
-# 2. the published schedules on the GPU, seed 0: method A MNIST-full k=10 ReLU and method B
-#    MNIST-test (their pretrainings are shared with the other settings of later sessions)
-timeout 480 python3 -m deepcluster.reproduce --device gpu --seeds 1 \
-    --only 'A/mnist/k10/relu' --only 'B/mnist_test' --root "$OUT/results" logger=csv \
-    || echo "reproduction stopped (resumable: run again)"
-find "$OUT/results" -name '*.ckpt' -delete 2>/dev/null
-exit 0
+exec > >(tee -a "$OUT/session.log") 2>&1
+export PYTHONUNBUFFERED=1 WANDB_MODE=offline OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+
+echo "== setup ($(date -Is))"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || echo "wheel install failed"
+export PYTHONPATH=/tmp/site:$(pwd)
+mkdir -p /tmp/data
+for f in $(cd .gpu/data && find . -name '*.gz'); do
+    mkdir -p "/tmp/data/$(dirname "$f")"
+    gunzip -c ".gpu/data/$f" > "/tmp/data/${f%.gz}"
+done
+export DEEPCLUSTER_DATA=/tmp/data
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 -c "import torch, lightning, hydra, umap, fastcluster, sklearn; \
+print('torch', torch.__version__, 'lightning', lightning.__version__, 'cuda', torch.cuda.is_available())"
+nproc
+
+echo "== 1. smoke: the default job on the GPU ($(left) s left)"
+timeout 90 python3 -m deepcluster trainer=gpu trainer.max_epochs=3 logger=csv \
+    trainer.enable_progress_bar=false hydra.run.dir=/tmp/smoke 2>&1 | tail -5
+
+echo "== 2. the GPU benchmark ($(left) s left)"
+timeout 170 python3 bench/gpu.py --repeats 2 --out "$OUT/results_gpu.json" \
+    || echo "gpu bench stopped (rc $?)"
+
+echo "== 3. published schedules side by side ($(left) s left)"
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 10 \
+    > "$OUT/gpu_util.csv" 2>/dev/null &
+util=$!
+python3 -m deepcluster.reproduce --device gpu --jobs 2 --seeds 1, --root "$ROOT" \
+    --only 'A/mnist/k10/relu' --only 'A/mnist/k5/relu' --only 'A/mnist/k15/relu' \
+    --only 'N2D/mnist' > "$OUT/reproduce_s1.log" 2>&1 &
+p1=$!
+python3 -m deepcluster.reproduce --device gpu --jobs 2 --seeds 0 --root "$ROOT" \
+    --only 'A/mnist/k10/sigmoid' --only 'B/mnist' > "$OUT/reproduce_s0.log" 2>&1 &
+p2=$!
+while { kill -0 $p1 || kill -0 $p2; } 2>/dev/null && [ "$(left)" -gt 30 ]; do sleep 5; done
+pkill -TERM -f "deepcluster.reproduce" ; pkill -TERM -f "python3 -m deepcluster"
+sleep 3; pkill -KILL -f "python3 -m deepcluster"; kill $util 2>/dev/null
+tail -n 40 "$OUT"/reproduce_s*.log
+
+echo "== packing ($(left) s left)"
+python3 bench/pack_runs.py "$ROOT/runs" "$OUT"
+ls -la "$OUT"
+echo "== done ($(left) s left)"

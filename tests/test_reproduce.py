@@ -1,6 +1,7 @@
 """python -m deepcluster.reproduce: the plan, resuming, and the tables it writes."""
 
 import json
+import sys
 
 import pytest
 
@@ -50,8 +51,46 @@ def test_finished_runs_are_skipped(tmp_path, monkeypatch):
     for job in jobs:
         job.run_dir.mkdir(parents=True)
         (job.run_dir / "metrics.json").write_text("{}")
-    monkeypatch.setattr(runner.subprocess, "call", lambda *a, **k: pytest.fail("ran again"))
+    monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: pytest.fail("ran again"))
     assert runner.execute(jobs, log=lambda *_: None) == []
+
+
+def test_runs_side_by_side_start_after_their_pretraining(tmp_path, monkeypatch):
+    """--jobs 2: both seeds' pretrainings at once, each setting only after its own; a failed
+    pretraining fails its settings without running them."""
+    chosen = by_name("A/mnist/k5/relu", "A/mnist/k10/relu")
+    jobs = runner.plan(chosen, [0, 1], tmp_path, True, "cpu", [])
+    log = tmp_path / "order.txt"
+    script = (
+        "import sys, time, pathlib; d = pathlib.Path(sys.argv[1]); "
+        "open(sys.argv[2], 'a').write(f'start {d.name}\\n'); time.sleep(0.3); "
+        "open(sys.argv[2], 'a').write(f'end {d.name}\\n'); "
+        "sys.exit(3) if d.name.endswith('s1-quick') else (d / 'metrics.json').write_text('{}')"
+    )
+    monkeypatch.setattr(
+        runner,
+        "command",
+        lambda job, parent: [sys.executable, "-c", script, str(job.run_dir), str(log)],
+    )
+    failed = runner.execute(jobs, log=lambda *_: None, at_once=2, poll_s=0.05)
+    events = log.read_text().split("\n")[:-1]
+    assert sorted(events[:2]) == [
+        "start mnist-all-cae-relu-s0-quick",
+        "start mnist-all-cae-relu-s1-quick",
+    ]
+    assert events.index("end mnist-all-cae-relu-s0-quick") < events.index(
+        "start A-mnist-k5-relu-s0-quick"
+    )
+    running = max(
+        sum(1 if e.startswith("start") else -1 for e in events[: i + 1]) for i in range(len(events))
+    )
+    assert running == 2
+    assert not any("s1-quick" in e and e.startswith("start A") for e in events)
+    assert sorted(j.run_dir.name for j in failed) == [
+        "A-mnist-k10-relu-s1-quick",
+        "A-mnist-k5-relu-s1-quick",
+        "mnist-all-cae-relu-s1-quick",
+    ]
 
 
 def test_dry_run_prints_commands_and_time(tmp_path, capsys):

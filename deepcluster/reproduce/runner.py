@@ -119,27 +119,55 @@ def parents(jobs: list[Job]) -> dict[int, Job]:
     return {id(child): job for job in jobs for child in job.after}
 
 
-def execute(jobs: list[Job], log=print) -> list[Job]:
-    """Run what is not done yet; returns the jobs that failed."""
+def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -> list[Job]:
+    """Run what is not done yet, up to `at_once` runs side by side (on a GPU, small runs share
+    the device well: one alone leaves it idle between tiny kernels); a run starts once its
+    pretraining finished, in the plan's order. Returns the jobs that failed."""
     parent_of, failed = parents(jobs), []
-    todo = [j for j in jobs if not j.done]
-    log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished")
-    for i, job in enumerate(todo, 1):
+    pending = [j for j in jobs if not j.done]
+    total, started = len(pending), 0
+    log(f"{len(jobs) - total} of {len(jobs)} runs already finished")
+    running: dict[subprocess.Popen, tuple[Job, float, object]] = {}
+
+    def waiting_on(job: Job) -> Job | None:
         parent = parent_of.get(id(job))
-        if parent is not None and not parent.done:
-            log(f"[{i}/{len(todo)}] skip {job.run_dir}: its pretraining {parent.run_dir} failed")
-            failed.append(job)
+        return parent if parent is not None and not parent.done else None
+
+    while pending or running:
+        for job in list(pending):
+            if len(running) >= at_once:
+                break
+            parent = waiting_on(job)
+            if parent is not None and (parent in pending or _is_running(parent, running)):
+                continue  # its pretraining is still to come
+            pending.remove(job)
+            started += 1
+            if parent is not None:
+                log(f"[{started}/{total}] skip {job.run_dir}: its pretraining failed")
+                failed.append(job)
+                continue
+            cmd = command(job, parent_of.get(id(job)))
+            log(f"[{started}/{total}] {' '.join(cmd[2:])}")
+            job.run_dir.mkdir(parents=True, exist_ok=True)
+            fh = (job.run_dir / "reproduce.log").open("a")
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
+            running[proc] = (job, time.time(), fh)
+        finished = [proc for proc in running if proc.poll() is not None]
+        if not finished:
+            time.sleep(poll_s)
             continue
-        cmd = command(job, parent)
-        log(f"[{i}/{len(todo)}] {' '.join(cmd[2:])}")
-        job.run_dir.mkdir(parents=True, exist_ok=True)
-        started = time.time()
-        with (job.run_dir / "reproduce.log").open("a") as fh:
-            rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
-        log(
-            f"    → {'ok' if rc == 0 else f'failed (rc {rc}), see'} {job.run_dir} "
-            f"({time.time() - started:.0f} s)"
-        )
-        if rc != 0:
-            failed.append(job)
+        for proc in finished:
+            job, t0, fh = running.pop(proc)
+            fh.close()
+            ok = proc.returncode == 0
+            log(
+                f"    → {'ok' if ok else f'failed (rc {proc.returncode}), see'} {job.run_dir} "
+                f"({time.time() - t0:.0f} s)"
+            )
+            if not ok:
+                failed.append(job)
     return failed
+
+
+def _is_running(job: Job, running: dict) -> bool:
+    return any(j is job for j, _, _ in running.values())
