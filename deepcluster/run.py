@@ -89,19 +89,25 @@ def cluster_only(ckpt_path: str, parts) -> None:
     """`trainer.max_epochs=0`: load the weights, embed and cluster once (no training)."""
     import torch
 
-    from deepcluster.clustering.schedule import Update
-
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     parts.module.on_load_checkpoint(ckpt)  # moves 0.1's buffers out of the weights
     parts.module.load_state_dict(ckpt["state_dict"])
+    cluster_once(parts, int(ckpt.get("epoch", 0)))
+    parts.callback.schedule.stop_reason = f"cluster_only: {ckpt_path}"
+
+
+def cluster_once(parts, epoch: int) -> None:
+    """Embed and cluster the model as it is, once, the way a monitoring update does."""
+    import torch
+
+    from deepcluster.clustering.schedule import Update
+
     parts.module.set_targets(torch.empty(0, 0), torch.empty(0, 0))  # cluster as a monitor does
-    epoch = int(ckpt.get("epoch", 0))
     update = Update(
         "epoch", manifold=parts.manifold is not None, starts_refinement=False, phase="pretrain"
     )
     entry = {"epoch": epoch, "phase": "cluster_only", "loss": math.nan}
     parts.callback.record_update(Standalone(parts.datamodule, epoch), parts.module, update, entry)
-    parts.callback.schedule.stop_reason = f"cluster_only: {ckpt_path}"
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -163,6 +169,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     else " No checkpoint had been written yet."
                 )
                 raise NonFiniteLossError(f"{exc}{kept}") from None
+            if parts.callback.last_codes is None and trainer.is_global_zero:
+                # the checkpoint had reached max_epochs already (its run stopped after the
+                # last checkpoint, before its results): nothing trains, cluster it once
+                log.info("checkpoint %s is at max_epochs: clustering it once", plan.ckpt)
+                last = max(trainer.current_epoch - 1, 0)  # the last epoch trained
+                history = parts.callback.history
+                if history and history[-1].get("epoch") == last:
+                    history.pop()  # the same epoch, clustered again below
+                cluster_once(parts, last)
         callback = parts.callback
         if not any("k" in h for h in callback.history):
             raise DeepClusterError("training ended before the first clustering: no results")

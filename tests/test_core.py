@@ -137,6 +137,48 @@ def test_same_command_twice_with_last_reports_the_finished_run(tmp_path):
     assert len(runs) == 1  # nothing was trained the second time
 
 
+def test_a_checkpoint_at_max_epochs_is_clustered_not_lost(compose, tmp_path):
+    """A run stopped after its last checkpoint but before its results: run again from that
+    checkpoint, nothing trains and the results are written (it used to crash)."""
+    from deepcluster.run import run
+
+    first = tmp_path / "first"
+    run(compose(*TINY, f"output_dir={first}"))
+    (first / "metrics.json").unlink()
+    again = run(compose(*TINY, f"output_dir={first}", f"ckpt_path={first}/checkpoints/last.ckpt"))
+    assert (first / "metrics.json").is_file() and (first / "codes.npy").is_file()
+    assert again["epochs"] == 1 and again["k"] == 4
+
+
+def test_continuing_a_checkpoint_with_another_k_uses_the_new_k(compose, tmp_path):
+    """A shared pretraining (k=4) continued with k=3: the configured k wins (it used to keep
+    the checkpoint's k)."""
+    from deepcluster.run import run
+
+    pre = tmp_path / "pre"
+    run(compose(*TINY, f"output_dir={pre}"))
+    cont = run(
+        compose(
+            *TINY,
+            "k=3",
+            "trainer.max_epochs=2",
+            f"output_dir={tmp_path / 'k3'}",
+            f"ckpt_path={pre}/checkpoints/last.ckpt",
+        )
+    )
+    assert cont["k"] == 3
+    assert (
+        len(
+            np.unique(
+                np.loadtxt(
+                    tmp_path / "k3" / "predictions.csv", delimiter=",", skiprows=1, usecols=1
+                )
+            )
+        )
+        <= 3
+    )
+
+
 # 6. torch k-means: the same quality as scikit-learn's, empty clusters relocated ---------
 def test_torch_kmeans_inertia_within_0_1_percent_of_sklearn():
     from sklearn.datasets import load_digits

@@ -259,6 +259,14 @@ class ClusteringCallback(Callback):
         self.timings = list(state_dict.get("timings", []))
         labels = state_dict.get("labels")
         self.labels = None if labels is None else labels.numpy()
-        self.k_now = state_dict.get("k_now", self.k_now)
         if "schedule" in state_dict:
             self.schedule.load_state_dict(state_dict["schedule"])
+        restored_k = state_dict.get("k_now")
+        if self.k == "auto":  # the k this run chose carries on
+            self.k_now = restored_k if restored_k is not None else self.k_now
+        elif restored_k is not None and restored_k != self.k_now:
+            # a checkpoint clustered with another k (a shared pretraining continued with k=5):
+            # the configured k wins, and the old labels are not compared with the new ones
+            log.info("checkpoint clustered with k=%s; continuing with k=%s", restored_k, self.k_now)
+            self.labels = None
+            self.schedule.previous = {}
