@@ -122,3 +122,14 @@ def test_tables_put_published_beside_ours_and_say_what_is_missing(tmp_path):
     assert "0.8753 / 0.8410" in text and "0.8700 ± 0.0141" in text
     assert "2/3 (fewer)" in text and "(fewer: 200 planned)" in text
     assert json.loads(js.read_text())[0]["setting"] == "B/mnist_test"
+
+
+def test_tables_cover_every_setting_and_quick_ones_go_elsewhere(tmp_path):
+    """A command for one setting rewrites the whole table (the rest marked not run), and the
+    short schedules write their own file: neither hides the published results."""
+    assert main(["--tables-only", "--only", "B/mnist_test", "--root", str(tmp_path)]) == 0
+    entries = json.loads((tmp_path / "reproduction.json").read_text())
+    assert {e["setting"] for e in entries} == {s.name for s in SETTINGS}
+    assert main(["--tables-only", "--quick", "--only", "B/*", "--root", str(tmp_path)]) == 0
+    assert (tmp_path / "reproduction_quick.json").is_file()
+    assert json.loads((tmp_path / "reproduction.json").read_text()) == entries

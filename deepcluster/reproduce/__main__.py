@@ -100,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     failed = [] if args.tables_only else runner.execute(jobs, at_once=max(1, args.jobs))
-    js, md = tables.write(tables.collect(chosen, args.seeds, runs, args.quick), args.root)
+    # the tables show the whole reproduction (every setting, seeds 0-2 and those asked for),
+    # what is not run yet marked so: a partial command never hides earlier results
+    seeds = sorted(set(args.seeds) | {0, 1, 2})
+    entries = tables.collect(SETTINGS, seeds, runs, args.quick)
+    js, md = tables.write(entries, args.root, args.quick)
     print(f"tables: {js}, {md}" + (f"; {len(failed)} runs failed" if failed else ""))
     return 1 if failed else 0
 

@@ -131,7 +131,7 @@ def _epochs(e: dict) -> str:
     return ran + (f" (fewer: {e['pretrain_epochs_planned']} planned)" if short else "")
 
 
-def figures(entries: list[dict], out_dir: Path) -> list[Path]:
+def figures(entries: list[dict], out_dir: Path, quick: bool = False) -> list[Path]:
     """Method A's figures: ACC vs k (ReLU and Sigmoid side by side), one per dataset."""
     from deepcluster import plots
 
@@ -150,7 +150,7 @@ def figures(entries: list[dict], out_dir: Path) -> list[Path]:
             and e["ours"]["acc_mean"] is not None
         ]
         if rows:
-            path = out_dir / f"method_a_{dataset}_acc_vs_k.png"
+            path = out_dir / f"method_a_{dataset}_acc_vs_k{'_quick' if quick else ''}.png"
             made.append(
                 plots.acc_vs_k(
                     rows,
@@ -161,12 +161,15 @@ def figures(entries: list[dict], out_dir: Path) -> list[Path]:
     return made
 
 
-def write(entries: list[dict], out_dir: Path) -> tuple[Path, Path]:
+def write(entries: list[dict], out_dir: Path, quick: bool = False) -> tuple[Path, Path]:
+    """results/reproduction.{json,md} (reproduction_quick.* for the short schedules)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    js, md = out_dir / "reproduction.json", out_dir / "reproduction.md"
+    stem = "reproduction_quick" if quick else "reproduction"
+    js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     js.write_text(json.dumps(entries, indent=2) + "\n")
-    pics = figures(entries, out_dir)
-    text = "# Reproduction of both papers\n\nWritten by `python -m deepcluster.reproduce` from "
+    pics = figures(entries, out_dir, quick)
+    title = "Reproduction of both papers" + (" (the short CPU schedules)" if quick else "")
+    text = f"# {title}\n\nWritten by `python -m deepcluster.reproduce` from "
     text += "the run folders; do not edit by hand.\n\n" + markdown(entries)
     text += "".join(f"\n![{p.stem}]({p.name})\n" for p in pics)
     md.write_text(text)
