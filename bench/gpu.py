@@ -212,9 +212,17 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_compile:
         variants["bare_compile"] = lambda: bare(gpu_images, bs, steps, warm, "compile")
     best: dict[str, float] = {}
+    errors: dict[str, str] = {}  # a variant that fails (torch.compile, say) is reported, not fatal
     for rep in range(args.repeats):
         for name, fn in variants.items():
-            value = fn()
+            if name in errors:
+                continue
+            try:
+                value = fn()
+            except Exception as exc:  # noqa: BLE001
+                errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                print(f"[gpu bench] {name} failed: {errors[name]}", flush=True)
+                continue
             if value is not None:
                 best[name] = max(best.get(name, 0.0), value)
                 print(f"[gpu bench] repeat {rep}: {name:12s} {value:9.0f} img/s", flush=True)
@@ -228,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ours_vs_peer": round(best["ours"] / best["peer"], 3) if "peer" in best else None,
         "ours_vs_bare": round(best["ours"] / best["bare"], 3),
         "epoch": epoch_parts(gpu_images, bs),
+        "errors": errors,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

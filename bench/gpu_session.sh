@@ -14,6 +14,8 @@
 #   mkdir -p .gpu/data/{MNIST,FashionMNIST}/raw; gzip -c each ../shared/data/*/raw/* into them
 # Then (device tool): run  bash bench/gpu_session.sh  with carry [".whl", ".gpu"].
 # Back under $OUT: session.log, results_gpu.{json,md}, runs.tar.gz.NN (untar here at the root).
+# Pack at the end of every call: a later call re-sends the working tree, which removes the
+# run files git does not ignore (metrics.json, run_info.json) from the machine; checkpoints stay.
 set -u
 OUT=${OUT:-/tmp/out}
 BUDGET_S=${BUDGET_S:-560}      # from the start of this script to the end of packing
@@ -51,12 +53,13 @@ echo "== 3. published schedules side by side ($(left) s left)"
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 10 \
     > "$OUT/gpu_util.csv" 2>/dev/null &
 util=$!
-python3 -m deepcluster.reproduce --device gpu --jobs 2 --seeds 1, --root "$ROOT" \
-    --only 'A/mnist/k10/relu' --only 'A/mnist/k5/relu' --only 'A/mnist/k15/relu' \
-    --only 'N2D/mnist' > "$OUT/reproduce_s1.log" 2>&1 &
-p1=$!
-python3 -m deepcluster.reproduce --device gpu --jobs 2 --seeds 0 --root "$ROOT" \
+# what the first session (2026-11-26, results/runs/) left: Sigmoid and method B on MNIST-full,
+# a third ReLU seed, Fashion-MNIST. The lent H100 showed 2 host threads: two runs at a time.
+python3 -m deepcluster.reproduce --device gpu --jobs 1 --seeds 0, --root "$ROOT" \
     --only 'A/mnist/k10/sigmoid' --only 'B/mnist' > "$OUT/reproduce_s0.log" 2>&1 &
+p1=$!
+python3 -m deepcluster.reproduce --device gpu --jobs 1 --seeds 2, --root "$ROOT" \
+    --only 'A/mnist/k*/relu' --only 'N2D/mnist' > "$OUT/reproduce_s2.log" 2>&1 &
 p2=$!
 while { kill -0 $p1 || kill -0 $p2; } 2>/dev/null && [ "$(left)" -gt 30 ]; do sleep 5; done
 pkill -TERM -f "deepcluster.reproduce" ; pkill -TERM -f "python3 -m deepcluster"

@@ -25,7 +25,9 @@ def parse_seeds(text: str) -> list[int]:
         return [int(s) for s in text.split(",") if s != ""]
     n = int(text)
     if n < 1:
-        raise argparse.ArgumentTypeError(f"--seeds {text}: need at least one seed")
+        raise argparse.ArgumentTypeError(
+            f"--seeds {text}: a count needs at least one seed (seed {text} alone: --seeds {text},)"
+        )
     return list(range(n))
 
 
