@@ -120,7 +120,7 @@ def test_tables_put_published_beside_ours_and_say_what_is_missing(tmp_path):
     js, md = tables.write(entries, tmp_path)
     text = md.read_text()
     assert "0.8753 / 0.8410" in text and "0.8700 ± 0.0141" in text
-    assert "2/3 (fewer)" in text and "(fewer: 200 planned)" in text
+    assert "2 of 3" in text and "(fewer: 200 planned)" in text
     assert json.loads(js.read_text())[0]["setting"] == "B/mnist_test"
 
 

@@ -83,11 +83,14 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
 def _machine(m: dict) -> str:
     if not m:
         return "unknown"
-    return str(m.get("gpu") or f"{m.get('cpu')}, {m.get('threads')} threads")
+    threads = m.get("threads")
+    return str(m.get("gpu") or f"{m.get('cpu')}, {threads} thread{'s' if threads != 1 else ''}")
 
 
-def _fmt(mean, sd) -> str:
-    return "–" if mean is None else f"{mean:.4f} ± {sd:.4f}"
+def _fmt(mean, sd, n: int) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:.4f}" if n == 1 else f"{mean:.4f} ± {sd:.4f}"  # one seed has no spread
 
 
 def markdown(entries: list[dict]) -> str:
@@ -105,10 +108,11 @@ def markdown(entries: list[dict]) -> str:
         )
         o = e["ours"]
         planned = len(e["seeds_planned"])
-        seeds = f"{len(o['seeds'])}/{planned}" + ("" if len(o["seeds"]) == planned else " (fewer)")
+        n = len(o["seeds"])
+        seeds = f"{n} of {planned}"
         lines.append(
             f"| {e['setting']} | {e['k']} | {e['activation']} | {published} | "
-            f"{_fmt(o['acc_mean'], o['acc_sd'])} | {_fmt(o['nmi_mean'], o['nmi_sd'])} | "
+            f"{_fmt(o['acc_mean'], o['acc_sd'], n)} | {_fmt(o['nmi_mean'], o['nmi_sd'], n)} | "
             f"{seeds} | {_epochs(e)} | "
             f"{'; '.join(e['machine']) or '–'} |"
         )
