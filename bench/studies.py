@@ -2,7 +2,7 @@
 
     python bench/studies.py            → results/studies.md, results/studies.json
 
-A study is a folder of runs named <variant>-s<seed> under results/runs/. Each row comes from
+A study is a folder of runs named <variant>-s<seed>[b] under results/runs/. Each row comes from
 the run's own metrics.json and run_info.json (command, machine, wall time); each variant's
 summary is the mean ± sd over its seeds. Labels only score: no row is chosen by its ACC.
 """
@@ -24,6 +24,7 @@ STUDIES = {  # folder → what it measures
     "sigmoid": "Sigmoid vs ReLU on MNIST-full, 10 reconstruction epochs (issue 11)",
     "schedule": "Reconstruction schedules on MNIST-full, 10 epochs (issue 14)",
     "augment": "Augmentation-invariant codes (issue 15)",
+    "tta": "Time to accuracy on MNIST-full, schedule=fast (issue 14)",
     "own_images": "Your own images (issue 13)",
 }
 
@@ -56,7 +57,7 @@ def row(run_dir: Path) -> dict:
     m = json.loads((run_dir / "metrics.json").read_text())
     info = json.loads((run_dir / "run_info.json").read_text())
     losses = [h["loss"] for h in m["history"] if h.get("loss") is not None]
-    match = re.match(r"(.*)-s(\d+)(-.*)?$", run_dir.name)
+    match = re.match(r"(.*)-s(\d+)[a-z]?(-.*)?$", run_dir.name)  # s0b: seed 0 run again
     variant = match.group(1) + (match.group(3) or "") if match else run_dir.name
     machine = info.get("machine") or {}
     return {
