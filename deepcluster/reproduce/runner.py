@@ -127,26 +127,23 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
     pending = [j for j in jobs if not j.done]
     total, started = len(pending), 0
     log(f"{len(jobs) - total} of {len(jobs)} runs already finished")
+    unfinished = {id(j) for j in pending}  # still to run or running
     running: dict[subprocess.Popen, tuple[Job, float, object]] = {}
-
-    def waiting_on(job: Job) -> Job | None:
-        parent = parent_of.get(id(job))
-        return parent if parent is not None and not parent.done else None
-
     while pending or running:
         for job in list(pending):
             if len(running) >= at_once:
                 break
-            parent = waiting_on(job)
-            if parent is not None and (parent in pending or _is_running(parent, running)):
+            parent = parent_of.get(id(job))
+            if parent is not None and id(parent) in unfinished:
                 continue  # its pretraining is still to come
             pending.remove(job)
             started += 1
-            if parent is not None:
+            if parent is not None and not parent.done:
                 log(f"[{started}/{total}] skip {job.run_dir}: its pretraining failed")
+                unfinished.discard(id(job))
                 failed.append(job)
                 continue
-            cmd = command(job, parent_of.get(id(job)))
+            cmd = command(job, parent)
             log(f"[{started}/{total}] {' '.join(cmd[2:])}")
             job.run_dir.mkdir(parents=True, exist_ok=True)
             fh = (job.run_dir / "reproduce.log").open("a")
@@ -159,6 +156,7 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
         for proc in finished:
             job, t0, fh = running.pop(proc)
             fh.close()
+            unfinished.discard(id(job))
             ok = proc.returncode == 0
             log(
                 f"    → {'ok' if ok else f'failed (rc {proc.returncode}), see'} {job.run_dir} "
@@ -167,7 +165,3 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
             if not ok:
                 failed.append(job)
     return failed
-
-
-def _is_running(job: Job, running: dict) -> bool:
-    return any(j is job for j, _, _ in running.values())
