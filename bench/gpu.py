@@ -3,8 +3,8 @@
 All figures from one run on one device, variants interleaved (best of --repeats):
   1. training images/s of deepcluster's path (Lightning, the dataset tensor on the GPU),
      a bare loop over the same GPU tensor (FP32, bf16 autocast, torch.compile with CUDA
-     graphs: "reduce-overhead") and the DataLoader peer (torchvision MNIST + ToTensor,
-     pinned memory, workers);
+     graphs: "reduce-overhead"; the whole step captured by hand in one CUDA graph) and the
+     DataLoader peer (torchvision MNIST + ToTensor, pinned memory, workers);
   2. one MNIST-full epoch split into its parts: training, the embedding pass, k-means on
      the codes with scikit-learn (CPU) and with our torch k-means on the GPU (their inertia
      side by side: the same quality is the condition for using it).
@@ -62,6 +62,53 @@ def bare(images: torch.Tensor, bs: int, steps: int, warmup: int, mode: str) -> f
             t0 = time.perf_counter()
         idx = perm[(i * bs) % (len(images) - bs) :][:bs]
         step(images[idx].float().div_(255))
+    _sync(device)
+    return steps * bs / (time.perf_counter() - t0)
+
+
+def bare_graph(images: torch.Tensor, bs: int, steps: int, warmup: int) -> float | None:
+    """The bare loop with its whole step (gather, forward, backward, Adam) captured once in a
+    CUDA graph and replayed: one launch per step instead of ~100. What a step costs when
+    launches are taken out, i.e. the ceiling for any graph-captured training path. Without
+    inductor (torch.compile's graphs crashed on torch 2.11). GPU only: None elsewhere."""
+    device = images.device
+    if device.type != "cuda":
+        return None
+    torch.manual_seed(0)
+    model = CAE("relu").to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
+    index = torch.zeros(bs, dtype=torch.long, device=device)  # the graph reads its batch here
+
+    def step():
+        x = images[index].float().div_(255)
+        _, recon = model(x)
+        loss = F.mse_loss(recon, x)
+        loss.backward()
+        opt.step()
+        return loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up off the default stream before capture (as documented)
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    # grads None at capture: backward then writes them (not adds to them) from the graph's own
+    # memory, so a replay needs no zero_grad (PyTorch's "whole network capture" recipe)
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        step()
+    perm = torch.randperm(len(images), device=device)
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        start = (i * bs) % (len(images) - bs)
+        index.copy_(perm[start : start + bs])
+        graph.replay()
     _sync(device)
     return steps * bs / (time.perf_counter() - t0)
 
@@ -213,6 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ours_deterministic": lambda: ours(gpu_images, bs, steps, warm, "32-true", "warn"),
         "bare": lambda: bare(gpu_images, bs, steps, warm, "fp32"),
         "bare_bf16": lambda: bare(gpu_images, bs, steps, warm, "bf16"),
+        "bare_graph": lambda: bare_graph(gpu_images, bs, steps, warm),
         "peer": lambda: peer(args.data_root, device, bs, steps, warm),
     }
     if not args.no_compile:
