@@ -454,9 +454,19 @@ def main(argv: list[str] | None = None) -> dict:
         results["sklearn_vs_ward_20k_memory"] = round(
             theirs["peak_mb"] / max(ours["peak_mb"], 1), 1
         )
-    results["time_to_accuracy"] = [time_to_acc_entry(spec) for spec in args.time_to_acc]
+    specs = args.time_to_acc or previous_time_to_acc(Path(args.out))
+    results["time_to_accuracy"] = [time_to_acc_entry(spec) for spec in specs]
     write(results, Path(args.out))
     return results
+
+
+def previous_time_to_acc(out: Path) -> list[str]:
+    """The time-to-accuracy entries of the last results, as specs (read again from their run
+    folders): rerunning the throughput figures without --time-to-acc keeps them."""
+    if not out.is_file():
+        return []
+    entries = json.loads(out.read_text()).get("time_to_accuracy", [])
+    return [f"{e['label']}={e['run']}@{e['target']}" for e in entries]
 
 
 def write(results: dict, out: Path) -> None:

@@ -152,3 +152,17 @@ def test_time_to_acc_adds_the_pretraining_it_continued(tmp_path):
     )
     assert time_to_acc(ref, 0.90) == 100.0 + 5.0 + 30.0  # the two commands, one after the other
     assert time_to_acc(ref, 0.70) == 80.0  # reached while pretraining
+
+
+def test_rerunning_the_bench_keeps_its_time_to_accuracy_entries(tmp_path):
+    """`make bench` without --time-to-acc re-reads the last results' entries from their runs."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"history": [{"epoch": 0, "acc": 0.96}]}))
+    (run / "run_info.json").write_text(json.dumps({"timings": [{"epoch": 0, "elapsed_s": 12.0}]}))
+    out = tmp_path / "results.json"
+    assert _bench.previous_time_to_acc(out) == []  # no earlier results: nothing to keep
+    entry = _bench.time_to_acc_entry(f"UMAP + GMM, one epoch={run}@0.95")
+    out.write_text(json.dumps({"time_to_accuracy": [entry]}))
+    (specs,) = _bench.previous_time_to_acc(out)
+    assert _bench.time_to_acc_entry(specs) == entry
