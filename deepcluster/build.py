@@ -115,6 +115,7 @@ def build_parts(cfg: DictConfig) -> Parts:
         first_n_init=refine.first_n_init,
         k_search=OmegaConf.to_container(cfg.k_search),
         seed=cfg.seed,
+        target_scale=refine.target_scale,
     )
     return Parts(datamodule, module, callback, clusterer, manifold)
 

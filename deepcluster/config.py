@@ -46,6 +46,7 @@ class RefineConfig:
     recon_weight: float = MISSING
     max_iterations: int = MISSING
     first_n_init: int = MISSING
+    target_scale: str = "free"
 
 
 @dataclass
@@ -137,6 +138,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "refine.recon_weight": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "refine.max_iterations": (at_least(0), "an integer >= 0 (0: no cap)"),
     "refine.first_n_init": (at_least(1), "an integer >= 1"),
+    "refine.target_scale": (one_of("free", "fixed"), "free or fixed"),
     "manifold.every_n_epochs": (at_least(1), "an integer >= 1"),
 }  # fmt: skip
 

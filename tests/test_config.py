@@ -90,6 +90,7 @@ def test_k_defaults_to_class_count(compose):
         ("trainer.max_epochs=0", "trainer.max_epochs=0"),
         ("activation.name=swish9", "activation.name='swish9'"),
         ("k=ten", "k='ten'"),
+        ("refine.target_scale=big", "refine.target_scale='big'"),
     ],
 )
 def test_bad_values_name_the_key(compose, override, key):

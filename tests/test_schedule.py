@@ -248,3 +248,29 @@ def test_schedule_fast_composes_and_trains(compose, tmp_path):
     assert cfg.optim.schedule == "one_cycle" and cfg.trainer.precision == "bf16-mixed"
     metrics = run(cfg)
     assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
+
+
+@pytest.mark.parametrize("target_scale, expected", [("free", 3.0), ("fixed", 1.0)])
+def test_target_scale_decides_whether_the_targets_follow_the_codes_scale(target_scale, expected):
+    """Codes grown 3× since refinement started: free targets grow with them (the reference),
+    fixed ones keep the starting scale (the feedback of augmented refinement, cut). The scale
+    survives a checkpoint."""
+    from deepcluster.clustering.rotation import code_rms
+
+    z, _ = blobs(n_per=40, k=3, d=4, seed=1)
+    callback = ClusteringCallback(
+        KMeans(n_init=3), k=3, schedule=ClusteringSchedule(refine=True), target_scale=target_scale
+    )
+    start = callback._cluster_rank0(z, Update("epoch", False, True, "pretrain"), refining=False)
+    resumed = ClusteringCallback(
+        KMeans(n_init=3), k=3, schedule=ClusteringSchedule(refine=True), target_scale=target_scale
+    )
+    resumed.load_state_dict(callback.state_dict())
+    later = resumed._cluster_rank0(3 * z, Update("step", False, False, "refine"), refining=True)
+    ratio = code_rms(later["targets"][1]) / code_rms(start["targets"][1])
+    assert ratio == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_bad_target_scale_names_the_key():
+    with pytest.raises(ValueError, match="refine.target_scale='big'"):
+        ClusteringCallback(KMeans(), k=3, schedule=ClusteringSchedule(), target_scale="big")

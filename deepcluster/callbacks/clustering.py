@@ -25,7 +25,7 @@ from deepcluster.clustering import ClusterResult, clustering_scores
 from deepcluster.clustering.base import cluster_means, with_restarts
 from deepcluster.clustering.k_select import KChoice, choose_k
 from deepcluster.clustering.label_free import label_free_scores
-from deepcluster.clustering.rotation import rotate_and_target
+from deepcluster.clustering.rotation import code_rms, rotate_and_target
 from deepcluster.clustering.schedule import ClusteringSchedule, Update
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,12 @@ class ClusteringCallback(Callback):
     first_n_init: restarts of the clusterer at the update that starts refinement (the
         reference: 100 k-means initialisations, the lowest inertia wins; label-free).
     k_search: {"min", "max", "criterion"} for k="auto".
+    target_scale: "free" (the reference: targets in the codes' current scale) or "fixed":
+        every refinement update rescales its targets to the codes' RMS at the update that
+        started refinement. With augmentation the free scale grows without bound (an
+        augmented image's code regresses toward the mean, so matching the clean image's
+        target raises the encoder's gain, and the next targets ask for more); the partition
+        is scale-free, so fixing the scale changes only that feedback.
     """
 
     def __init__(
@@ -57,12 +63,17 @@ class ClusteringCallback(Callback):
         first_n_init: int = 1,
         k_search: dict[str, Any] | None = None,
         seed: int = 0,
+        target_scale: str = "free",
     ) -> None:
         super().__init__()
         self.clusterer, self.k, self.schedule, self.manifold = clusterer, k, schedule, manifold
         self.first_n_init, self.k_search = first_n_init, dict(k_search or {})
         self.seed = seed
+        if target_scale not in ("free", "fixed"):
+            raise ValueError(f"refine.target_scale={target_scale!r} must be free or fixed")
+        self.target_scale = target_scale
         # state carried through checkpoints
+        self.target_rms: float | None = None  # codes' RMS when refinement started (fixed scale)
         self.history: list[dict[str, Any]] = []  # per epoch: loss, scores, changed
         self.timings: list[dict[str, float]] = []  # per clustered epoch: seconds per stage
         self.labels: np.ndarray | None = None
@@ -103,11 +114,15 @@ class ClusteringCallback(Callback):
             res.centers = cluster_means(z, res.labels, self.k_now)
             self.last_embedding = space
             self.last_manifold_model = getattr(self.manifold, "model", None)
-        targets = (
-            rotate_and_target(z, res.labels, res.centers)
-            if (update.starts_refinement or update.phase == "refine")
-            else None
-        )
+        targets = None
+        if update.starts_refinement or update.phase == "refine":
+            v, t = rotate_and_target(z, res.labels, res.centers)
+            if self.target_scale == "fixed":
+                rms = code_rms(z)
+                if update.starts_refinement or self.target_rms is None:
+                    self.target_rms = rms
+                t = t * (self.target_rms / max(rms, 1e-12))
+            targets = (v, t)
         # step and start updates only steer refinement; the history (the scores) is per epoch
         scores = (
             {}
@@ -252,11 +267,13 @@ class ClusteringCallback(Callback):
             "labels": None if self.labels is None else torch.from_numpy(self.labels),
             "k_now": self.k_now,
             "schedule": self.schedule.state_dict(),
+            "target_rms": self.target_rms,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
         self.timings = list(state_dict.get("timings", []))
+        self.target_rms = state_dict.get("target_rms")
         labels = state_dict.get("labels")
         self.labels = None if labels is None else labels.numpy()
         if "schedule" in state_dict:

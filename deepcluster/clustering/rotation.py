@@ -43,3 +43,8 @@ def rotate_and_target(
     """Steps 3–4 at once: returns (V (d, d), T (N, d))."""
     v = rotation(within_cluster_scatter(z, labels, centers))
     return v, rotation_targets(z, labels, centers, v)
+
+
+def code_rms(z: np.ndarray) -> float:
+    """Root mean square of the codes (N, d): their overall scale."""
+    return float(np.sqrt(np.mean(np.square(np.asarray(z, dtype=np.float64)))))
