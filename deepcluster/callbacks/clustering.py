@@ -48,10 +48,10 @@ class ClusteringCallback(Callback):
     k_search: {"min", "max", "criterion"} for k="auto".
     target_scale: "free" (the reference: targets in the codes' current scale) or "fixed":
         every refinement update rescales its targets to the codes' RMS at the update that
-        started refinement. With augmentation the free scale grows without bound (an
+        started refinement. With augmentation the free scale grows update after update (an
         augmented image's code regresses toward the mean, so matching the clean image's
-        target raises the encoder's gain, and the next targets ask for more); the partition
-        is scale-free, so fixing the scale changes only that feedback.
+        target raises the encoder's gain, and the next targets ask for more; RESULTS.md);
+        the partition is scale-free, so fixing the scale changes only that feedback.
     """
 
     def __init__(
