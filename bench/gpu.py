@@ -35,6 +35,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _timed(images: torch.Tensor, bs: int, steps: int, warmup: int, run) -> float:
+    """Images/s of run(batch indices) over a shuffled pass of `images`, after `warmup` steps."""
+    device = images.device
+    perm = torch.randperm(len(images), device=device)
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        start = (i * bs) % (len(images) - bs)
+        run(perm[start : start + bs])
+    _sync(device)
+    return steps * bs / (time.perf_counter() - t0)
+
+
 def bare(images: torch.Tensor, bs: int, steps: int, warmup: int, mode: str) -> float:
     """A plain Adam loop over slices of the device-resident uint8 tensor.
     mode: fp32 | bf16 | compile (torch.compile, CUDA graphs on a GPU)."""
@@ -54,16 +69,7 @@ def bare(images: torch.Tensor, bs: int, steps: int, warmup: int, mode: str) -> f
 
     if mode == "compile":
         step = torch.compile(step, mode="reduce-overhead" if device.type == "cuda" else "default")
-    perm = torch.randperm(len(images), device=device)
-    t0 = 0.0
-    for i in range(warmup + steps):
-        if i == warmup:
-            _sync(device)
-            t0 = time.perf_counter()
-        idx = perm[(i * bs) % (len(images) - bs) :][:bs]
-        step(images[idx].float().div_(255))
-    _sync(device)
-    return steps * bs / (time.perf_counter() - t0)
+    return _timed(images, bs, steps, warmup, lambda idx: step(images[idx].float().div_(255)))
 
 
 def bare_graph(images: torch.Tensor, bs: int, steps: int, warmup: int) -> float | None:
@@ -100,17 +106,12 @@ def bare_graph(images: torch.Tensor, bs: int, steps: int, warmup: int) -> float 
     opt.zero_grad(set_to_none=True)
     with torch.cuda.graph(graph):
         step()
-    perm = torch.randperm(len(images), device=device)
-    t0 = 0.0
-    for i in range(warmup + steps):
-        if i == warmup:
-            _sync(device)
-            t0 = time.perf_counter()
-        start = (i * bs) % (len(images) - bs)
-        index.copy_(perm[start : start + bs])
+
+    def replay(idx):
+        index.copy_(idx)
         graph.replay()
-    _sync(device)
-    return steps * bs / (time.perf_counter() - t0)
+
+    return _timed(images, bs, steps, warmup, replay)
 
 
 def ours(
