@@ -102,6 +102,7 @@ def build_parts(cfg: DictConfig) -> Parts:
             update_interval=refine.update_interval,
             tol=refine.tol,
             max_iterations=refine.max_iterations,
+            patience=refine.patience,
             cluster_every_n_epochs=cfg.cluster_every_n_epochs,
             manifold_every_n_epochs=cfg.manifold.get("every_n_epochs", 1) if manifold else 0,
         )

@@ -47,6 +47,7 @@ class RefineConfig:
     max_iterations: int = MISSING
     first_n_init: int = MISSING
     target_scale: str = "free"
+    patience: int = 0
 
 
 @dataclass
@@ -138,6 +139,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "refine.recon_weight": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "refine.max_iterations": (at_least(0), "an integer >= 0 (0: no cap)"),
     "refine.first_n_init": (at_least(1), "an integer >= 1"),
+    "refine.patience": (at_least(0), "an integer >= 0 (refinement updates without a new lowest "
+                                     "label change before stopping; 0: off)"),
     "refine.target_scale": (one_of("free", "fixed"), "free or fixed"),
     "manifold.every_n_epochs": (at_least(1), "an integer >= 1"),
 }  # fmt: skip

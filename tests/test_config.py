@@ -91,6 +91,7 @@ def test_k_defaults_to_class_count(compose):
         ("activation.name=swish9", "activation.name='swish9'"),
         ("k=ten", "k='ten'"),
         ("refine.target_scale=big", "refine.target_scale='big'"),
+        ("refine.patience=-2", "refine.patience=-2"),
     ],
 )
 def test_bad_values_name_the_key(compose, override, key):

@@ -88,6 +88,50 @@ def test_max_iterations_stops_refinement():
     assert stop and s.stop_reason.startswith("max_iterations: 4")
 
 
+def churn(labels: np.ndarray, n_moved: int) -> np.ndarray:
+    """The labels with the first `n_moved` of them moved to another cluster."""
+    out = labels.copy()
+    out[:n_moved] = (out[:n_moved] + 1) % 2
+    return out
+
+
+def test_patience_stops_when_the_label_change_stops_setting_new_lows():
+    u = Update("epoch", False, False, "refine")
+    labels = np.tile([0, 1], 100)
+    moved = [20, 10, 4, 6, 4, 8]  # lowest (2 %) at the third comparison, then none lower
+    s = ClusteringSchedule(refine=True, tol=0.005, patience=3)
+    stops = []
+    for n in [0, *moved]:
+        labels = churn(labels, n)
+        stops.append(s.record(u, labels)[1])
+    assert stops == [False, False, False, False, False, False, True]
+    assert s.stop_reason.startswith("patience: no new lowest label change in 3 updates")
+    assert "lowest 2.00%" in s.stop_reason and "last 4.00%" in s.stop_reason
+
+
+def test_patience_zero_never_stops_and_tol_still_does():
+    u = Update("epoch", False, False, "refine")
+    labels = np.tile([0, 1], 100)
+    s = ClusteringSchedule(refine=True, tol=0.005, patience=0)
+    for n in [0, 4, 8, 8, 8, 8, 8, 8]:
+        labels = churn(labels, n)
+        assert not s.record(u, labels)[1]
+    assert s.record(u, labels)[1] and s.stop_reason.startswith("converged")
+
+
+def test_patience_counts_survive_a_checkpoint():
+    u = Update("epoch", False, False, "refine")
+    labels = np.tile([0, 1], 100)
+    s = ClusteringSchedule(refine=True, patience=2)
+    for n in [0, 4, 8]:
+        labels = churn(labels, n)
+        s.record(u, labels)
+    t = ClusteringSchedule(refine=True, patience=2)
+    t.load_state_dict(s.state_dict())
+    assert (t.lowest_changed, t.since_lowest) == (0.02, 1)
+    assert t.record(u, churn(labels, 6))[1]  # the second update without a new low
+
+
 def test_schedule_state_round_trip():
     s = ClusteringSchedule(refine=True)
     s.record(Update("epoch", False, True, "pretrain"), np.array([0, 1, 1]))
@@ -99,7 +143,8 @@ def test_schedule_state_round_trip():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"tol": 1.5}, {"update_interval": -1}, {"cluster_every_n_epochs": 0}]
+    "kwargs",
+    [{"tol": 1.5}, {"update_interval": -1}, {"cluster_every_n_epochs": 0}, {"patience": -1}],
 )
 def test_schedule_rejects_bad_values(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):

@@ -16,7 +16,9 @@ an epoch end) and hands it every new labelling. One rule, in full:
   pipeline* (after Hungarian alignment; the update that starts refinement forgets the older
   monitoring labels); refinement has converged when, between two
   refinement updates, it is below `tol`. Refinement also stops after `max_iterations` steps
-  (0: no cap).
+  (0: no cap), and, with `patience` > 0, when `changed` has not set a new low for `patience`
+  refinement updates in a row: with augmented inputs the labels keep moving by about 1 % an
+  update and never meet `tol`, and a refinement that drifts apart shows it as rising churn.
 """
 
 from __future__ import annotations
@@ -52,11 +54,14 @@ class ClusteringSchedule:
     update_interval: int = 0  # steps between refinement updates (0: epoch ends only)
     tol: float = 0.005
     max_iterations: int = 0  # refinement steps before stopping (0: no cap)
+    patience: int = 0  # refinement updates without a new lowest `changed` before stopping (0: off)
     cluster_every_n_epochs: int = 1
     manifold_every_n_epochs: int = 0  # 0: no manifold
     # state (checkpointed through state_dict)
     previous: dict[str, np.ndarray] = field(default_factory=dict)  # pipeline → last labels
     refine_steps: int = 0
+    lowest_changed: float = math.inf  # the lowest `changed` of this refinement so far
+    since_lowest: int = 0  # refinement updates since it was set
     stop_reason: str = "max_epochs"
 
     def __post_init__(self) -> None:
@@ -64,6 +69,7 @@ class ClusteringSchedule:
             "pretrain_epochs",
             "update_interval",
             "max_iterations",
+            "patience",
             "manifold_every_n_epochs",
         ):
             if getattr(self, name) < 0:
@@ -127,17 +133,36 @@ class ClusteringSchedule:
         if self.cap_reached:
             self.stop_reason = f"max_iterations: {self.refine_steps} refinement steps"
             return changed, True
-        return changed, False
+        return changed, self._out_of_patience(changed)
+
+    def _out_of_patience(self, changed: float) -> bool:
+        if math.isnan(changed):
+            return False
+        if changed < self.lowest_changed:
+            self.lowest_changed, self.since_lowest = changed, 0
+            return False
+        self.since_lowest += 1
+        if self.patience and self.since_lowest >= self.patience:
+            self.stop_reason = (
+                f"patience: no new lowest label change in {self.patience} updates "
+                f"(lowest {self.lowest_changed:.2%}, last {changed:.2%}; tol {self.tol:.2%})"
+            )
+            return True
+        return False
 
     # --- checkpointed state ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
             "previous": {key: torch.from_numpy(v) for key, v in self.previous.items()},
             "refine_steps": self.refine_steps,
+            "lowest_changed": self.lowest_changed,
+            "since_lowest": self.since_lowest,
             "stop_reason": self.stop_reason,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.previous = {key: v.numpy() for key, v in state["previous"].items()}
         self.refine_steps = int(state["refine_steps"])
+        self.lowest_changed = float(state.get("lowest_changed", math.inf))  # 0.2.0 checkpoints
+        self.since_lowest = int(state.get("since_lowest", 0))
         self.stop_reason = str(state["stop_reason"])
