@@ -94,6 +94,7 @@ def build_parts(cfg: DictConfig) -> Parts:
             embed_batch_size=cfg.embed_batch_size,
             channels_last=cfg.channels_last,
             augment=augment,
+            augment_refinement=refine.augmented_inputs,
             lr_schedule=lr_schedule,
         )
         schedule = ClusteringSchedule(

@@ -48,6 +48,7 @@ class RefineConfig:
     first_n_init: int = MISSING
     target_scale: str = "free"
     patience: int = 0
+    augmented_inputs: bool = True
 
 
 @dataclass

@@ -69,19 +69,26 @@ def test_training_sees_augmented_inputs_and_clean_targets():
     assert torch.equal(seen["input"], x)
 
 
-def test_refinement_encodes_augmented_inputs_toward_the_clean_images_targets():
-    """Method A with augment: the encoder sees the augmented batch, the target of each image is
-    still its own row of T (computed from the clean embedding), indexed by the batch's ids."""
-    module = DeepClusterModule(CAE(), augment=lambda x, step: torch.zeros_like(x))
+@pytest.mark.parametrize("augment_refinement", [True, False])
+def test_refinement_encodes_the_chosen_inputs_toward_the_clean_images_targets(augment_refinement):
+    """Method A with augment: the encoder sees the augmented batch (refine.augmented_inputs,
+    the default) or the clean one; the target of each image is still its own row of T
+    (computed from the clean embedding), indexed by the batch's ids."""
+    module = DeepClusterModule(
+        CAE(),
+        augment=lambda x, step: torch.zeros_like(x),
+        augment_refinement=augment_refinement,
+    )
     module.log = lambda *a, **k: None
     x, ids = batch(), torch.tensor([5, 0, 7, 2, 9, 1, 3, 4])
     torch.manual_seed(1)
     rotation, targets = torch.linalg.qr(torch.randn(10, 10))[0], torch.randn(12, 10)
     module.set_targets(rotation, targets)
     loss = module.training_step((x, ids), 0)
-    z = module.model.encode(torch.zeros_like(x))
+    seen, other = (torch.zeros_like(x), x) if augment_refinement else (x, torch.zeros_like(x))
+    z = module.model.encode(seen)
     torch.testing.assert_close(loss, torch.nn.functional.mse_loss(z @ rotation, targets[ids]))
-    assert not torch.allclose(z, module.model.encode(x))  # so the clean input would differ
+    assert not torch.allclose(z, module.model.encode(other))  # the other input would differ
 
 
 def test_digits_run_with_augmentation_trains(compose, tmp_path):

@@ -36,6 +36,8 @@ class DeepClusterModule(L.LightningModule):
         the decoder gets no gradient then).
     augment: optional (x, step) → x' applied to training inputs only; the targets stay the
         clean image (reconstruction) or the clean image's target (refinement).
+    augment_refinement: whether refinement sees augmented inputs too (DEC-DA's recipe) or
+        only the reconstruction epochs do.
     nan_check_every: steps between checks that the loss is finite (each check waits for the
         device; the epoch end checks too).
     """
@@ -48,6 +50,7 @@ class DeepClusterModule(L.LightningModule):
         embed_batch_size: int = 2048,
         channels_last: bool = False,
         augment: Augment | None = None,
+        augment_refinement: bool = True,
         lr_schedule: Callable[[int], Callable[[int], float]] | None = None,
         nan_check_every: int = 50,
     ) -> None:
@@ -60,6 +63,7 @@ class DeepClusterModule(L.LightningModule):
         self.lr, self.recon_weight, self.lr_schedule = lr, recon_weight, lr_schedule
         self.embed_batch_size, self.channels_last = embed_batch_size, channels_last
         self.augment, self.nan_check_every = augment, nan_check_every
+        self.augment_refinement = augment_refinement
         self.epoch_loss = MeanMetric(nan_strategy="disable")  # synced over ranks on compute()
         self.rotation = torch.empty(0, 0)  # V: (d, d)
         self.targets = torch.empty(0, 0)  # T: (N, d)
@@ -96,7 +100,8 @@ class DeepClusterModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         x, idx = batch  # (B, C, H, W) float in [0, 1], (B,) long
         x = self._prep(x)
-        seen = self.augment(x, self.global_step) if self.augment is not None else x
+        augmenting = self.augment is not None and (self.augment_refinement or not self.refining)
+        seen = self.augment(x, self.global_step) if augmenting else x
         if self.refining:
             z = self.model.encode(seen)  # (B, d)
             loss = F.mse_loss(z @ self.rotation, self.targets[idx])
