@@ -86,6 +86,10 @@ def test_max_iterations_stops_refinement():
     flipped[:3] = 1 - flipped[:3]
     changed, stop = s.record(u, flipped)
     assert stop and s.stop_reason.startswith("max_iterations: 4")
+    # a stop mid-epoch: the epoch end clusters the same codes again (0 % changed); the
+    # reason that stopped it stands
+    changed, stop = s.record(Update("epoch", False, False, "refine"), flipped)
+    assert changed == 0.0 and stop and s.stop_reason.startswith("max_iterations: 4")
 
 
 def churn(labels: np.ndarray, n_moved: int) -> np.ndarray:

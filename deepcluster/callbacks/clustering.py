@@ -150,7 +150,7 @@ class ClusteringCallback(Callback):
         self.labels, self.k_now, self.last_codes, self.last_result = res.labels, out["k"], z, res
         if out["targets"] is not None:
             pl_module.set_targets(*out["targets"])
-        if stop:
+        if stop and not trainer.should_stop:
             trainer.should_stop = True
             log.info("refinement stops: %s", self.schedule.stop_reason)
         if trainer.world_size > 1:

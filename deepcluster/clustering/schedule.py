@@ -63,6 +63,7 @@ class ClusteringSchedule:
     lowest_changed: float = math.inf  # the lowest `changed` of this refinement so far
     since_lowest: int = 0  # refinement updates since it was set
     stop_reason: str = "max_epochs"
+    stopped: bool = False  # a refinement update decided to stop (not checkpointed)
 
     def __post_init__(self) -> None:
         for name in (
@@ -127,13 +128,19 @@ class ClusteringSchedule:
         self.previous[update.pipeline] = np.asarray(labels)
         if update.phase != "refine":
             return changed, False
+        if self.stopped:  # the epoch-end update after a stop mid-epoch: the first reason stands
+            return changed, True
+        self.stopped = self._should_stop(changed)
+        return changed, self.stopped
+
+    def _should_stop(self, changed: float) -> bool:
         if changed < self.tol:  # NaN compares False: the first refinement update never stops
             self.stop_reason = f"converged: {changed:.2%} of labels changed (< tol {self.tol:.2%})"
-            return changed, True
+            return True
         if self.cap_reached:
             self.stop_reason = f"max_iterations: {self.refine_steps} refinement steps"
-            return changed, True
-        return changed, self._out_of_patience(changed)
+            return True
+        return self._out_of_patience(changed)
 
     def _out_of_patience(self, changed: float) -> bool:
         if math.isnan(changed):
