@@ -18,7 +18,7 @@ an epoch end) and hands it every new labelling. One rule, in full:
   refinement updates, it is below `tol`. Refinement also stops after `max_iterations` steps
   (0: no cap), and, with `patience` > 0, when `changed` has not set a new low for `patience`
   refinement updates in a row: with augmented inputs the labels keep moving by about 1 % an
-  update and never meet `tol`, and a refinement that drifts apart shows it as rising churn.
+  update and seldom meet `tol`, and a refinement that drifts apart shows it as rising churn.
 """
 
 from __future__ import annotations
