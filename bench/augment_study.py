@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from deepcluster.build import instantiate
+from deepcluster.clustering.base import NearestCentroid
 from deepcluster.data.augment import Affine
 from deepcluster.predict import Predictor
 
@@ -37,17 +38,18 @@ def measure(run: Path, draws: int, sample: int) -> dict:
     if len(images) > sample:
         keep = torch.from_numpy(np.random.default_rng(0).choice(len(images), sample, False))
         images = images[keep]
-    centres = np.asarray(pred.state["centers"], dtype=np.float64)  # (k, d), clean codes
+    assign = NearestCentroid(pred.state["centers"])  # the run's k-means centres (clean codes)
+    centres = assign.centers
     x = images.float().div(255.0)
     clean = encode(pred.module.model, x)
-    clean_c = nearest(clean, centres)
+    clean_c = assign.predict(clean)
     aug = Affine(**affine_ranges(cfg), seed=1234)
     gaps = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(-1))
     np.fill_diagonal(gaps, np.inf)
     flips, slopes, shifts = [], [], []
     for step in range(draws):
         z = encode(pred.module.model, aug(x, step))
-        flips.append(float(np.mean(nearest(z, centres) != clean_c)))
+        flips.append(float(np.mean(assign.predict(z) != clean_c)))
         zc, cc = z - z.mean(0), clean - clean.mean(0)
         slopes.append(float((zc * cc).sum() / (cc * cc).sum()))
         shifts.append(float(np.linalg.norm(z - clean, axis=1).mean()))
@@ -71,12 +73,10 @@ def affine_ranges(cfg) -> dict:
 
 @torch.no_grad()
 def encode(model, x: torch.Tensor, batch: int = 2048) -> np.ndarray:
+    """Codes of float images in [0, 1]: module.embed takes uint8, and re-quantising the
+    augmented images would change them."""
     model.eval()
     return torch.cat([model.encode(x[i : i + batch]) for i in range(0, len(x), batch)]).numpy()
-
-
-def nearest(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    return ((z[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
 
 
 def main(argv: list[str]) -> None:
