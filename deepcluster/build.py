@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepcluster.errors import ConfigError, DeepClusterError
 
 # keys of a group node that describe it or schedule it, not constructor arguments
-NOT_ARGUMENTS = frozenset({"name", "every_n_epochs"})
+NOT_ARGUMENTS = frozenset({"name", "every_n_epochs", "in_refinement", "pretrain_epochs"})
 
 
 def instantiate(

@@ -11,9 +11,11 @@ from tests.conftest import run_cli
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits_run")
-    # the default job (`make run`). Its floor was measured with one thread
-    # (results/runs/digits_default/dekm100long-s0: 0.8637); the thread count changes float
-    # reduction order, hence the training path, so pin it
+    # the default job (`make run`), one thread: results/runs/digits_default/
+    # dekm100p20longaugpre-s0 gave 0.8509. The thread count and the CPU change the float
+    # reduction order, hence the training path (two threads, same seed: 0.8431, makerun-s0), so
+    # the floor keeps a margin under the runs' spread; it still fails a job that only matches
+    # k-means on the pixels (0.80) or on the codes (0.80, the `kmeans` variant)
     proc = run_cli("seed=0", f"hydra.run.dir={out}", cwd=out, env={"OMP_NUM_THREADS": "1"})
     return out, proc
 
@@ -22,7 +24,7 @@ def test_digits_end_to_end_reaches_floor(digits_run):
     out, proc = digits_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["acc"] >= 0.85 and metrics["acc"] > metrics["baseline"]["acc"], metrics
+    assert metrics["acc"] >= 0.83 and metrics["acc"] > metrics["baseline"]["acc"], metrics
     for key in ("acc", "nmi", "ari", "purity", "k", "dataset", "clusterer", "activation", "seed"):
         assert key in metrics
     assert metrics["dataset"] == "digits" and metrics["k"] == 10

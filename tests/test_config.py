@@ -65,6 +65,9 @@ def test_option_composes_and_instantiates(compose, group, option, tmp_path):
     elif group == "manifold":
         manifold = instantiate(cfg.manifold, group)
         assert manifold is None if option == "none" else callable(manifold)
+    elif group == "augment":  # describing keys (in_refinement) are not constructor arguments
+        augment = instantiate(node, group)
+        assert augment is None if option == "none" else callable(augment)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
@@ -72,6 +75,29 @@ def test_experiment_composes(compose, experiment, tmp_path):
     cfg = compose(f"experiment={experiment}", f"data.root={tmp_path}")
     OmegaConf.resolve(cfg)
     validate_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, augment, augmented_inputs, pretrain_epochs",
+    [
+        ((), "affine_pretrain", False, 20),  # the default job: digits' own recipe
+        (("dataset=mnist",), "none", True, 10),  # other datasets: the papers' defaults
+        (("augment=none",), "none", True, 20),
+        (("augment=affine",), "affine", True, 20),  # DEC-DA: refinement sees augmented images
+        (("augment=affine_pretrain", "refine.augmented_inputs=true"), "affine_pretrain", True, 20),
+        (("dataset=mnist", "augment=affine_pretrain"), "affine_pretrain", False, 10),
+        (("pretrain_epochs=5",), "affine_pretrain", False, 5),
+        (("experiment=digits_dekm",), "none", True, 10),  # the paper's method, pinned
+    ],
+)
+def test_dataset_recipe_defaults_yield_to_overrides(
+    compose, overrides, augment, augmented_inputs, pretrain_epochs
+):
+    cfg = compose(*overrides)
+    OmegaConf.resolve(cfg)
+    validate_config(cfg)
+    got = (cfg.augment.name, cfg.refine.augmented_inputs, cfg.pretrain_epochs)
+    assert got == (augment, augmented_inputs, pretrain_epochs)
 
 
 def test_k_defaults_to_class_count(compose):

@@ -20,6 +20,7 @@ def losses(compose, tmp_path, *overrides) -> tuple[list[float], float]:
     cfg = compose(
         "activation=sigmoid",
         "refine=none",  # the reconstruction loss throughout
+        "augment=none",  # the plain reconstruction (digits' default job adds augmentation)
         "data.batch_size=8",  # small batches: hundreds of steps in a few epochs
         "logger=none",
         "plots=false",
