@@ -24,6 +24,7 @@ STUDIES = {  # folder → what it measures
     "sigmoid": "Sigmoid vs ReLU on MNIST-full, 10 reconstruction epochs (issue 11)",
     "schedule": "Reconstruction schedules on MNIST-full, 10 epochs (issue 14)",
     "augment": "Augmentation-invariant codes (issue 15)",
+    "dense_ae": "N2D's dense autoencoder (model=mlp) before UMAP + GMM (issue 15)",
     "tta": "Time to accuracy on MNIST-full, schedule=fast (issue 14)",
     "own_images": "Your own images (issue 13)",
 }

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from deepcluster.models import CAE, CAEDeep, DeepClusterModule
+from deepcluster.models import CAE, CAEDeep, DeepClusterModule, MLPAutoencoder
 
 
-@pytest.mark.parametrize("cls", [CAE, CAEDeep])
+@pytest.mark.parametrize("cls", [CAE, CAEDeep, MLPAutoencoder])
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 def test_cae_shape_round_trip(cls, activation):
     model = cls(activation=activation, code_dim=10)
@@ -71,3 +71,15 @@ def test_glorot_init_and_bad_init():
         ValueError, match="model.init='he2' must be one of default, glorot, glorot_sigmoid"
     ):
         init_weights(model, "he2")
+
+
+def test_dense_autoencoder_is_dec_n2d_layout_for_any_image():
+    model = MLPAutoencoder(in_channels=3, image_size=32)
+    widths = [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)]
+    assert widths == [500, 500, 2000, 10]
+    assert model.encoder[0].__class__ is torch.nn.Flatten
+    x = torch.rand(2, 3, 32, 32)
+    z, recon = model(x)
+    assert z.shape == (2, 10) and recon.shape == x.shape
+    with pytest.raises(ValueError, match=r"model.hidden=\[500, 0\]"):
+        MLPAutoencoder(hidden=(500, 0))
