@@ -87,6 +87,8 @@ class Config:
 
 def register() -> None:
     ConfigStore.instance().store(name="deepcluster_schema", node=Config)
+    if not OmegaConf.has_resolver("dc_sum"):  # trainer.max_epochs: pretraining + refinement cap
+        OmegaConf.register_new_resolver("dc_sum", lambda *terms: sum(int(t) for t in terms))
 
 
 # --- ranges ----------------------------------------------------------------------------

@@ -78,26 +78,31 @@ def test_experiment_composes(compose, experiment, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "overrides, augment, augmented_inputs, pretrain_epochs",
+    "overrides, augment, augmented_inputs, pretrain_epochs, max_epochs",
     [
-        ((), "affine_pretrain", False, 20),  # the default job: digits' own recipe
-        (("dataset=mnist",), "none", True, 10),  # other datasets: the papers' defaults
-        (("augment=none",), "none", True, 20),
-        (("augment=affine",), "affine", True, 20),  # DEC-DA: refinement sees augmented images
-        (("augment=affine_pretrain", "refine.augmented_inputs=true"), "affine_pretrain", True, 20),
-        (("dataset=mnist", "augment=affine_pretrain"), "affine_pretrain", False, 10),
-        (("pretrain_epochs=5",), "affine_pretrain", False, 5),
-        (("experiment=digits_dekm",), "none", True, 10),  # the paper's method, pinned
+        ((), "affine_pretrain", False, 40, 70),  # the default job: digits' own recipe
+        (("dataset=mnist",), "none", True, 10, 40),  # other datasets: the papers' defaults
+        (("augment=none",), "none", True, 40, 70),
+        (("augment=affine",), "affine", True, 40, 70),  # DEC-DA: refinement sees augmented images
+        (
+            ("augment=affine_pretrain", "refine.augmented_inputs=true"),
+            *("affine_pretrain", True, 40, 70),
+        ),
+        (("dataset=mnist", "augment=affine_pretrain"), "affine_pretrain", False, 10, 40),
+        (("pretrain_epochs=5",), "affine_pretrain", False, 5, 35),  # max_epochs follows
+        (("trainer.max_epochs=12",), "affine_pretrain", False, 40, 12),  # … unless given
+        (("experiment=digits_dekm",), "none", True, 10, 25),  # the paper's method, pinned
     ],
 )
 def test_dataset_recipe_defaults_yield_to_overrides(
-    compose, overrides, augment, augmented_inputs, pretrain_epochs
+    compose, overrides, augment, augmented_inputs, pretrain_epochs, max_epochs
 ):
     cfg = compose(*overrides)
     OmegaConf.resolve(cfg)
     validate_config(cfg)
     got = (cfg.augment.name, cfg.refine.augmented_inputs, cfg.pretrain_epochs)
     assert got == (augment, augmented_inputs, pretrain_epochs)
+    assert cfg.trainer.max_epochs == max_epochs
 
 
 def test_k_defaults_to_class_count(compose):
