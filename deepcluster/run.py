@@ -136,8 +136,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = build_parts(cfg)
     ckpt_dir = out_dir / "checkpoints"
-    # every epoch end: the newest epoch-*.ckpt, and last.ckpt linking to it (what resume loads)
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last="link", save_top_k=1)
+    # every epoch end: the newest epochNNN-stepN.ckpt, and last.ckpt linking to it (what resume
+    # loads). No "=" in the name (Lightning's default epoch=N-step=N.ckpt): Hydra's override
+    # grammar rejects an unquoted ckpt_path=…/epoch=5-step=80.ckpt
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="epoch{epoch:03d}-step{step}",
+        auto_insert_metric_name=False,
+        save_last="link",
+        save_top_k=1,
+    )
     loggers = make_loggers(cfg, out_dir)
     succeeded = False
     try:

@@ -48,6 +48,9 @@ def test_digits_run_writes_every_output(digits_run):
     for fig in ("latent_map", "scores_curve", "confusion", "cluster_samples"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
     assert (out / "checkpoints" / "last.ckpt").is_file()
+    # every checkpoint's path can be given as ckpt_path=… unquoted (Hydra rejects a bare "=")
+    names = [p.name for p in (out / "checkpoints").iterdir()]
+    assert len(names) == 2 and not any("=" in n for n in names), names
     assert list((out / "csv").rglob("metrics.csv"))
     assert list((out / "wandb").glob("offline-run-*")), "W&B offline run missing"
 
