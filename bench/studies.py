@@ -4,7 +4,9 @@
 
 A study is a folder of runs named <variant>-s<seed>[b] under results/runs/. Each row comes from
 the run's own metrics.json and run_info.json (command, machine, wall time); each variant's
-summary is the mean ± sd over its seeds. Labels only score: no row is chosen by its ACC.
+summary is the mean ± sd over its seeds, and the seeds' agreement (mean pairwise adjusted Rand
+index of their predictions.csv, where the folders keep them). Labels only score: no row is
+chosen by its ACC.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "results" / "runs"
 ALSO = {"sigmoid": ["schedule/constant-s0"]}  # runs another study's table shows too
 STUDIES = {  # folder → what it measures
-    "digits_default": "The default job on the bundled digits (issue 11): variants × seeds 0-4",
+    "digits_default": "The default job on the bundled digits (issue 11): variants × seeds",
     "sigmoid": "Sigmoid vs ReLU on MNIST-full, 10 reconstruction epochs (issue 11)",
     "schedule": "Reconstruction schedules on MNIST-full, 10 epochs (issue 14)",
     "augment": "Augmentation-invariant codes (issue 15)",
@@ -52,6 +54,19 @@ def code_silhouette(run_dir: Path) -> float | None:
     from deepcluster.clustering.label_free import silhouette
 
     return silhouette(np.load(codes), pd.read_csv(pred)["cluster"].to_numpy())
+
+
+def agreement(rows: list[dict]) -> float | None:
+    """Seed agreement of a variant's runs (label-free: the clusters, not the labels)."""
+    files = [ROOT / r["run"] / "predictions.csv" for r in rows]
+    if len(files) < 2 or not all(f.is_file() for f in files):
+        return None
+    import pandas as pd
+
+    from deepcluster.clustering.label_free import seed_agreement
+
+    parts = [pd.read_csv(f).sort_values("index")["cluster"].to_numpy() for f in files]
+    return seed_agreement(parts)
 
 
 def row(run_dir: Path) -> dict:
@@ -110,10 +125,10 @@ AVERAGED = [
 
 def summary(rows: list[dict]) -> list[str]:
     out = [
-        "| variant | runs | ACC mean ± sd (min–max) | "
+        "| variant | runs | ACC mean ± sd (min–max) | seed agreement (ARI) | "
         + " | ".join(f"{h} mean" for h, _, _ in AVERAGED)
         + " |",
-        "|---|---|---|" + "---|" * len(AVERAGED),
+        "|---|---|---|---|" + "---|" * len(AVERAGED),
     ]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         rs = [r for r in rows if r["variant"] == variant]
@@ -131,7 +146,8 @@ def summary(rows: list[dict]) -> list[str]:
         for _, key, digits in AVERAGED:
             vals = [r[key] for r in rs if r[key] is not None]
             means.append(fmt(statistics.fmean(vals) if vals else None, digits))
-        out.append(f"| {variant} | {len(rs)} | {acc} | " + " | ".join(means) + " |")
+        agree = fmt(agreement(rs), 3)
+        out.append(f"| {variant} | {len(rs)} | {acc} | {agree} | " + " | ".join(means) + " |")
     return out
 
 
@@ -185,7 +201,8 @@ def main() -> None:
         "Written by `python bench/studies.py` from `results/runs/`; "
         "do not edit by hand. Each run's exact command is in its row; `silhouette` is "
         "measured where the run clustered (UMAP or the codes), `code silhouette` always in "
-        "the code space.",
+        "the code space; `seed agreement` is the mean adjusted Rand index between the seeds' "
+        "partitions (label-free; the default job's rule).",
         "",
     ]
     everything = {}

@@ -105,6 +105,7 @@ def build_parts(cfg: DictConfig) -> Parts:
             max_iterations=refine.max_iterations,
             patience=refine.patience,
             cluster_every_n_epochs=cfg.cluster_every_n_epochs,
+            manifold=manifold is not None,
             manifold_every_n_epochs=cfg.manifold.get("every_n_epochs", 1) if manifold else 0,
         )
     except ValueError as exc:  # validate() checked these; this guards direct Python use

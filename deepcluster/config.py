@@ -145,7 +145,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "refine.patience": (at_least(0), "an integer >= 0 (refinement updates without a new lowest "
                                      "label change before stopping; 0: off)"),
     "refine.target_scale": (one_of("free", "fixed"), "free or fixed"),
-    "manifold.every_n_epochs": (at_least(1), "an integer >= 1"),
+    "manifold.every_n_epochs": (at_least(0), "an integer >= 0 (0: through the manifold only "
+                                          "where refinement starts and at the last epoch)"),
 }  # fmt: skip
 
 

@@ -85,30 +85,33 @@ def test_experiment_composes(compose, experiment, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "overrides, augment, augmented_inputs, pretrain_epochs, max_epochs",
+    "overrides, augment, augmented_inputs, manifold, pretrain_epochs, max_epochs",
     [
-        ((), "affine_pretrain", False, 40, 70),  # the default job: digits' own recipe
-        (("dataset=mnist",), "none", True, 10, 40),  # other datasets: the papers' defaults
-        (("augment=none",), "none", True, 40, 70),
-        (("augment=affine",), "affine", True, 40, 70),  # DEC-DA: refinement sees augmented images
+        ((), "affine_pretrain", False, "umap_start", 20, 50),  # the default job: digits' recipe
+        (("dataset=mnist",), "none", True, "none", 10, 40),  # other datasets: the papers'
+        (("augment=none",), "none", True, "umap_start", 20, 50),
+        (("augment=affine",), "affine", True, "umap_start", 20, 50),  # DEC-DA: augmented refinement
+        (("manifold=none",), "affine_pretrain", False, "none", 20, 50),
+        (("manifold=umap",), "affine_pretrain", False, "umap", 20, 50),
         (
             ("augment=affine_pretrain", "refine.augmented_inputs=true"),
-            *("affine_pretrain", True, 40, 70),
+            *("affine_pretrain", True, "umap_start", 20, 50),
         ),
-        (("dataset=mnist", "augment=affine_pretrain"), "affine_pretrain", False, 10, 40),
-        (("pretrain_epochs=5",), "affine_pretrain", False, 5, 35),  # max_epochs follows
-        (("trainer.max_epochs=12",), "affine_pretrain", False, 40, 12),  # … unless given
-        (("experiment=digits_dekm",), "none", True, 10, 25),  # the paper's method, pinned
+        (("dataset=mnist", "augment=affine_pretrain"), "affine_pretrain", False, "none", 10, 40),
+        (("dataset=mnist", "manifold=umap_start"), "none", True, "umap_start", 10, 40),
+        (("pretrain_epochs=5",), "affine_pretrain", False, "umap_start", 5, 35),  # max follows
+        (("trainer.max_epochs=12",), "affine_pretrain", False, "umap_start", 20, 12),  # unless set
+        (("experiment=digits_dekm",), "none", True, "none", 10, 25),  # the paper's method, pinned
     ],
 )
 def test_dataset_recipe_defaults_yield_to_overrides(
-    compose, overrides, augment, augmented_inputs, pretrain_epochs, max_epochs
+    compose, overrides, augment, augmented_inputs, manifold, pretrain_epochs, max_epochs
 ):
     cfg = compose(*overrides)
     OmegaConf.resolve(cfg)
     validate_config(cfg)
-    got = (cfg.augment.name, cfg.refine.augmented_inputs, cfg.pretrain_epochs)
-    assert got == (augment, augmented_inputs, pretrain_epochs)
+    got = (cfg.augment.name, cfg.refine.augmented_inputs, cfg.manifold.name, cfg.pretrain_epochs)
+    assert got == (augment, augmented_inputs, manifold, pretrain_epochs)
     assert cfg.trainer.max_epochs == max_epochs
 
 

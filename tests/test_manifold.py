@@ -110,8 +110,8 @@ def test_manifold_none_is_no_transform(compose):
 
 
 def test_bad_every_n_epochs_names_the_key(compose):
-    with pytest.raises(ConfigError, match="manifold.every_n_epochs=0"):
-        validate_config(compose("manifold=umap", "manifold.every_n_epochs=0"))
+    with pytest.raises(ConfigError, match="manifold.every_n_epochs=-1"):
+        validate_config(compose("manifold=umap", "manifold.every_n_epochs=-1"))
 
 
 def test_manifold_centres_live_in_the_code_space():

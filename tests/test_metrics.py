@@ -72,3 +72,17 @@ def test_align_and_change_fraction():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="3 labels but y_pred has 2"):
         cluster_accuracy(np.array([0, 1, 1]), np.array([0, 1]))
+
+
+def test_seed_agreement_is_label_permutation_free_and_falls_with_disagreement():
+    from deepcluster.clustering.label_free import seed_agreement
+
+    a = np.repeat([0, 1, 2], 20)
+    renamed = np.array([2, 0, 1])[a]  # the same partition under other cluster numbers
+    assert seed_agreement([a, renamed, a]) == pytest.approx(1.0)
+    noisy = a.copy()
+    noisy[::4] = (noisy[::4] + 1) % 3  # a quarter of the points moved
+    assert 0.0 < seed_agreement([a, noisy]) < 0.9
+    assert np.isnan(seed_agreement([a]))
+    with pytest.raises(ValueError, match="different sizes"):
+        seed_agreement([a, a[:-1]])

@@ -32,9 +32,22 @@ def test_monitoring_cadence_clusters_every_n_and_the_last_epoch():
     assert s.at_epoch_end(0, 8, stopping=True, refining=False) is not None  # an early stop
 
 
+def test_manifold_every_zero_epochs_goes_through_it_at_the_last_epoch_only():
+    s = ClusteringSchedule(cluster_every_n_epochs=2, manifold=True, manifold_every_n_epochs=0)
+    ups = epochs(s, 6)
+    assert [u is not None and u.manifold for u in ups] == [False] * 5 + [True]
+    assert [u is not None for u in ups] == [False, True, False, True, False, True]
+    plain = epochs(ClusteringSchedule(cluster_every_n_epochs=2, manifold_every_n_epochs=2), 6)
+    assert not any(u.manifold for u in plain if u is not None)  # no manifold: never through it
+
+
 def test_refinement_starts_once_and_then_clusters_every_epoch_in_code_space():
     s = ClusteringSchedule(
-        refine=True, pretrain_epochs=2, cluster_every_n_epochs=5, manifold_every_n_epochs=4
+        refine=True,
+        pretrain_epochs=2,
+        cluster_every_n_epochs=5,
+        manifold=True,
+        manifold_every_n_epochs=4,
     )
     ups = epochs(s, 6)
     assert ups[0] is None  # monitoring cadence: skipped

@@ -1,15 +1,26 @@
 """Label-free scores of a clustering: what may choose a model, a k or a setting.
 
 Silhouette on a fixed random sample (at most 10 000 codes: it is O(n²)), Calinski–Harabasz
-and Davies–Bouldin on all codes (scikit-learn), and the clusterer's own objective.
+and Davies–Bouldin on all codes (scikit-learn), and the clusterer's own objective: these
+measure one partition in one space. Seed agreement (the mean adjusted Rand index between the
+partitions of runs that differ only in their seed) measures a recipe, in no space at all, so
+it compares recipes whose code spaces differ (clustering stability: Ben-Hur et al. 2002, Lange
+et al. 2004).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    silhouette_score,
+)
 
 SILHOUETTE_SAMPLE = 10_000
 
@@ -37,3 +48,13 @@ def label_free_scores(
         "davies_bouldin": float(davies_bouldin_score(z, labels)) if several else math.nan,
         "objective": math.nan if objective is None else float(objective),
     }
+
+
+def seed_agreement(partitions: Sequence[np.ndarray]) -> float:
+    """Mean adjusted Rand index over every pair of partitions of the same points, in the same
+    order (e.g. one run per seed); nan for fewer than two. 1: every seed finds the same clusters."""
+    sizes = {len(p) for p in partitions}
+    if len(sizes) > 1:
+        raise ValueError(f"partitions of different sizes {sorted(sizes)}: not the same points")
+    pairs = [adjusted_rand_score(a, b) for a, b in itertools.combinations(partitions, 2)]
+    return float(np.mean(pairs)) if pairs else math.nan

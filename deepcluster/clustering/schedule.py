@@ -6,7 +6,8 @@ an epoch end) and hands it every new labelling. One rule, in full:
 - Before refinement the clustering only *monitors* the codes. It runs at the end of every
   epoch whose number (epoch + 1) is a multiple of `cluster_every_n_epochs`, at the last epoch
   and when training stops early. With a manifold (UMAP) the monitoring updates go through it
-  when (epoch + 1) is a multiple of `manifold_every_n_epochs`, and at the last epoch.
+  at the last epoch and when (epoch + 1) is a multiple of `manifold_every_n_epochs` (0: at the
+  last epoch only).
 - The update that starts refinement (the end of epoch `pretrain_epochs - 1`, or the start of
   training when a run begins or resumes past it without targets) always clusters, through the
   manifold when there is one: the refinement starts from the best partition we can make.
@@ -56,7 +57,8 @@ class ClusteringSchedule:
     max_iterations: int = 0  # refinement steps before stopping (0: no cap)
     patience: int = 0  # refinement updates without a new lowest `changed` before stopping (0: off)
     cluster_every_n_epochs: int = 1
-    manifold_every_n_epochs: int = 0  # 0: no manifold
+    manifold: bool = False  # a manifold (UMAP) sits between the codes and the clusterer
+    manifold_every_n_epochs: int = 0  # monitoring through it every n epochs (0: the last only)
     # state (checkpointed through state_dict)
     previous: dict[str, np.ndarray] = field(default_factory=dict)  # pipeline → last labels
     refine_steps: int = 0
@@ -83,12 +85,12 @@ class ClusteringSchedule:
     # --- when ------------------------------------------------------------------------
     def _manifold_at(self, epoch: int, last: bool) -> bool:
         every = self.manifold_every_n_epochs
-        return every > 0 and ((epoch + 1) % every == 0 or last)
+        return self.manifold and (last or (every > 0 and (epoch + 1) % every == 0))
 
     def at_train_start(self, epoch: int, refining: bool) -> Update | None:
         """Refinement is due but has no targets yet (pretrain_epochs=0, or a resumed run)."""
         if self.refine and not refining and epoch >= self.pretrain_epochs:
-            return Update("start", self.manifold_every_n_epochs > 0, True, "pretrain")
+            return Update("start", self.manifold, True, "pretrain")
         return None
 
     def after_step(self, batch_idx: int, num_batches: int, refining: bool) -> Update | None:
@@ -109,7 +111,7 @@ class ClusteringSchedule:
         if refining:
             return Update("epoch", False, False, "refine")
         if self.refine and epoch + 1 >= self.pretrain_epochs:
-            return Update("epoch", self.manifold_every_n_epochs > 0, True, "pretrain")
+            return Update("epoch", self.manifold, True, "pretrain")
         if last or (epoch + 1) % self.cluster_every_n_epochs == 0:
             return Update("epoch", self._manifold_at(epoch, last), False, "pretrain")
         return None
