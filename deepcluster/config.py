@@ -89,6 +89,8 @@ def register() -> None:
     ConfigStore.instance().store(name="deepcluster_schema", node=Config)
     if not OmegaConf.has_resolver("dc_sum"):  # trainer.max_epochs: pretraining + refinement cap
         OmegaConf.register_new_resolver("dc_sum", lambda *terms: sum(int(t) for t in terms))
+    if not OmegaConf.has_resolver("dc_k_or"):  # manifold.n_components: k, or with k=auto …
+        OmegaConf.register_new_resolver("dc_k_or", lambda k, other: other if k == "auto" else k)
 
 
 # --- ranges ----------------------------------------------------------------------------

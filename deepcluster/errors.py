@@ -17,11 +17,10 @@ class ClusteringError(DeepClusterError):
     """The clustering step failed (on rank 0 under DDP: every rank stops with it)."""
 
 
-class MissingExtraError(ConfigError):
-    """An option needs a package that is an optional extra of deepcluster."""
+class MissingDependencyError(ConfigError):
+    """An option needs a package that is not installed; the message gives the pip command."""
 
-    def __init__(self, option: str, extra: str) -> None:
+    def __init__(self, option: str, requirement: str) -> None:
         super().__init__(
-            f"{option} needs an optional dependency that is not installed: "
-            f"pip install 'deepcluster[{extra}]'"
+            f"{option} needs a package that is not installed: pip install '{requirement}'"
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deepcluster.cli import _preflight
-from deepcluster.errors import MissingExtraError
+from deepcluster.errors import MissingDependencyError
 from tests.conftest import ROOT
 
 
@@ -121,7 +121,7 @@ def test_missing_extras_name_the_pip_command(monkeypatch):
     from deepcluster.clustering.manifold import UMAPManifold
 
     monkeypatch.setitem(sys.modules, "umap", None)  # as if umap-learn were not installed
-    with pytest.raises(MissingExtraError, match=r"pip install 'deepcluster\[umap\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'umap-learn>=0.5.5,<0.6'"):
         UMAPManifold(n_epochs=5)(__import__("numpy").random.rand(30, 4))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     problem = _preflight(["hydra/launcher=joblib"])

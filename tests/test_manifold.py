@@ -1,6 +1,9 @@
 """The manifold step (UMAP) and the GMM clusterer, alone, through Hydra and through a run."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +59,23 @@ def test_umap_rejects_bad_arguments(kwargs, match):
         UMAPManifold(**kwargs)
 
 
+def test_umap_leaves_torch_thread_count_alone():
+    """numba's threading layer resets the OpenMP pool torch shares: a one-thread run (resumed or
+    not) must train on one thread after UMAP, or its floats and the resumed run's differ."""
+    code = (
+        "import numpy as np, torch; from deepcluster.clustering.manifold import UMAPManifold; "
+        "torch.set_num_threads(1); "
+        "UMAPManifold(n_components=2, n_neighbors=5, n_epochs=5)(np.random.rand(60, 4)); "
+        "print(torch.get_num_threads())"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "1"
+
+
 def test_umap_rejects_bad_codes():
     with pytest.raises(ValueError, match="NaN"):
         UMAPManifold()(np.full((50, 3), np.nan))
@@ -103,6 +123,13 @@ def test_umap_composes_with_every_clusterer(compose, clusterer, tmp_path):
     manifold = instantiate(cfg.manifold, "manifold")
     assert isinstance(manifold, UMAPManifold) and manifold.n_components == cfg.k
     assert callable(instantiate(cfg.clusterer, "clusterer"))
+
+
+def test_umap_with_k_auto_gets_as_many_dimensions_as_the_largest_candidate(compose):
+    cfg = compose("manifold=umap", "k=auto", "k_search.max=12")
+    validate_config(cfg)
+    assert instantiate(cfg.manifold, "manifold").n_components == 12  # was "auto": a crash
+    assert instantiate(compose("manifold=umap", "k=7").manifold, "manifold").n_components == 7
 
 
 def test_manifold_none_is_no_transform(compose):

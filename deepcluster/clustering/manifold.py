@@ -6,8 +6,9 @@ import logging
 import time
 
 import numpy as np
+import torch
 
-from deepcluster.errors import MissingExtraError
+from deepcluster.errors import MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class UMAPManifold:
         try:
             import umap  # slow to import (numba): only when the manifold is used
         except ImportError:
-            raise MissingExtraError("manifold=umap", "umap") from None
+            raise MissingDependencyError("manifold=umap", "umap-learn>=0.5.5,<0.6") from None
 
         start = time.perf_counter()
         reducer = umap.UMAP(
@@ -73,7 +74,11 @@ class UMAPManifold:
             # unseeded: let numba use every core; seeded UMAP forces one thread anyway
             n_jobs=1 if self.deterministic else -1,
         )
-        out = reducer.fit_transform(z).astype(np.float32)
+        threads = torch.get_num_threads()
+        try:
+            out = reducer.fit_transform(z).astype(np.float32)
+        finally:  # numba's threading layer resets the OpenMP pool torch shares: a one-thread
+            torch.set_num_threads(threads)  # run went on training with every core
         self.model = reducer
         self.seconds = time.perf_counter() - start
         log.info(
