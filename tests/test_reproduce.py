@@ -121,6 +121,9 @@ def test_tables_put_published_beside_ours_and_say_what_is_missing(tmp_path):
     text = md.read_text()
     assert "0.8753 / 0.8410" in text and "0.8700 ± 0.0141" in text
     assert "2 of 3" in text and "(fewer: 200 planned)" in text
+    every_run = text.split("## Every run")[1]
+    assert "| B/mnist_test | 1 | 0.8600 | 0.8000 | 120 | no refinement |" in every_run
+    assert every_run.count("| B/mnist_test |") == 2 and "X, 2 threads" in every_run
     assert json.loads(js.read_text())[0]["setting"] == "B/mnist_test"
 
 

@@ -43,7 +43,11 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
                     "stop_reason": m["stop_reason"],
                     "dir": str(run_dir),
                     "machine": (pre.get("machine") or info.get("machine") or {}),
-                    "wall_s": (info.get("wall_s") or 0) + (pre.get("wall_s") or 0),
+                    "wall_s": (  # unknown when either part's run_info.json is missing
+                        info["wall_s"] + pre["wall_s"]
+                        if "wall_s" in info and "wall_s" in pre
+                        else None
+                    ),
                 }
             )
         acc, acc_sd = _mean_sd([r["acc"] for r in runs])
@@ -123,7 +127,30 @@ def markdown(entries: list[dict]) -> str:
         "seeds that ran; epochs: reconstruction epochs (+ refinement epochs), marked when "
         "fewer than the schedule's.",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + per_seed(entries)) + "\n"
+
+
+def per_seed(entries: list[dict]) -> list[str]:
+    """Every run behind the table, one row per seed, so nobody copies figures by hand."""
+    lines = [
+        "",
+        "## Every run",
+        "",
+        "| setting | seed | ACC | NMI | epochs | stopped | wall (pretraining + run) | machine | "
+        "folder |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        for r in e["ours"]["runs"]:
+            wall = r.get("wall_s") or 0
+            minutes = f"{wall / 60:.{0 if wall >= 600 else 1}f} min" if wall else "–"
+            stopped = r["stop_reason"].split(":")[0].replace("cluster_only", "no refinement")
+            lines.append(
+                f"| {e['setting']} | {r['seed']} | {r['acc']:.4f} | {r['nmi']:.4f} | "
+                f"{r['epochs']} | {stopped} | {minutes} | {_machine(r['machine'])} | "
+                f"`{r['dir']}` |"
+            )
+    return lines if len(lines) > 5 else []  # a header alone says nothing
 
 
 def _epochs(e: dict) -> str:
