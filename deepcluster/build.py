@@ -96,6 +96,8 @@ def build_parts(cfg: DictConfig) -> Parts:
             augment=augment,
             augment_refinement=refine.augmented_inputs,
             lr_schedule=lr_schedule,
+            refine_method=refine.method,
+            dec_alpha=refine.alpha,
         )
         schedule = ClusteringSchedule(
             refine=refine.enabled,
@@ -119,6 +121,8 @@ def build_parts(cfg: DictConfig) -> Parts:
         k_search=OmegaConf.to_container(cfg.k_search),
         seed=cfg.seed,
         target_scale=refine.target_scale,
+        refine_method=refine.method,
+        dec_alpha=refine.alpha,
     )
     return Parts(datamodule, module, callback, clusterer, manifold)
 

@@ -49,6 +49,8 @@ class RefineConfig:
     target_scale: str = "free"
     patience: int = 0
     augmented_inputs: bool = True
+    method: str = "dekm"  # dekm | dec
+    alpha: float = 1.0  # DEC's Student-t degrees of freedom
 
 
 @dataclass
@@ -147,6 +149,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "refine.patience": (at_least(0), "an integer >= 0 (refinement updates without a new lowest "
                                      "label change before stopping; 0: off)"),
     "refine.target_scale": (one_of("free", "fixed"), "free or fixed"),
+    "refine.method": (one_of("dekm", "dec"), "dekm (method A's rotation targets) or dec (DEC's "
+                                              "KL refinement)"),
+    "refine.alpha": (positive, "a number > 0 (DEC's Student-t degrees of freedom)"),
     "manifold.every_n_epochs": (at_least(0), "an integer >= 0 (0: through the manifold only "
                                           "where refinement starts and at the last epoch)"),
 }  # fmt: skip

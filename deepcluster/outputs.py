@@ -76,6 +76,7 @@ def final_metrics(cfg: DictConfig, callback, datamodule, baseline: dict | None) 
             "activation": cfg.activation.name,
             "model": cfg.model.name,
             "refine": bool(cfg.refine.enabled),
+            "refine_method": cfg.refine.method if cfg.refine.enabled else None,
             "augment": OmegaConf.select(cfg, "augment.name", default="none"),
             "seed": int(cfg.seed),
             "epochs": len(callback.history),

@@ -155,22 +155,25 @@ def test_manifold_centres_live_in_the_code_space():
     np.testing.assert_allclose(res.centers, cluster_means(z, res.labels, 3))
     assert res.extra["manifold_centers"].shape == (3, 2)
     assert callback.last_embedding.shape == (90, 2)
-    v, targets = out["targets"]  # the rotation is d × d: the manifold did not leak into it
+    v, targets = out["targets"]["rotation"], out["targets"]["targets"]  # d × d: the manifold
+    # did not leak into the rotation
     assert v.shape == (6, 6) and targets.shape == (90, 6)
 
 
-def test_run_applies_the_manifold_on_schedule_with_refinement(compose, tmp_path):
+@pytest.mark.parametrize("refine", ["dekm", "dec"])
+def test_run_applies_the_manifold_on_schedule_with_refinement(compose, tmp_path, refine):
     """Synthetic run: 1 pretrain + 2 refinement epochs, UMAP every 5 epochs, 2-d manifold.
 
     Epoch 0 starts refinement (manifold); every refinement update after it clusters the raw
-    codes, the last epoch included, so `changed` compares like with like. A 2-d manifold
-    under 10-d codes would break the rotation if its centres leaked into the targets.
+    codes (DEC: assigns them to its learned centres), the last epoch included, so `changed`
+    compares like with like. A 2-d manifold under 10-d codes would break the rotation (DEC:
+    its centres) if the manifold's centres leaked into the targets.
     """
     cfg = compose(
         "dataset=synthetic",
         "manifold=umap",
         "clusterer=gmm",
-        "refine=dekm",
+        f"refine={refine}",
         "logger=none",
         "plots=false",
         "dataset.n=160",

@@ -329,7 +329,7 @@ def test_target_scale_decides_whether_the_targets_follow_the_codes_scale(target_
     )
     resumed.load_state_dict(callback.state_dict())
     later = resumed._cluster_rank0(3 * z, Update("step", False, False, "refine"), refining=True)
-    ratio = code_rms(later["targets"][1]) / code_rms(start["targets"][1])
+    ratio = code_rms(later["targets"]["targets"]) / code_rms(start["targets"]["targets"])
     assert ratio == pytest.approx(expected, rel=1e-6)
 
 

@@ -2,9 +2,10 @@
 
 Thin glue: *when* to cluster and through which pipeline is `ClusteringSchedule`'s call
 (deepcluster/clustering/schedule.py); *how* is the clusterer's, the manifold's and
-`rotate_and_target`'s. Under DDP every rank embeds, rank 0 clusters and the result (or the
-error) is broadcast (callbacks/ranks.py), so all ranks train on the same labels and targets,
-or all stop.
+`rotate_and_target`'s (method A) or DEC's (clustering/dec.py; after refinement starts, a DEC
+update assigns each code to the module's learned centres instead of reclustering). Under DDP
+every rank embeds, rank 0 clusters and the result (or the error) is broadcast
+(callbacks/ranks.py), so all ranks train on the same labels and targets, or all stop.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from lightning.pytorch.callbacks import Callback
 
 from deepcluster.callbacks.ranks import check_ranks_agree, on_rank_zero
 from deepcluster.clustering import ClusterResult, clustering_scores
-from deepcluster.clustering.base import cluster_means, with_restarts
+from deepcluster.clustering.base import (
+    NearestCentroid,
+    cluster_means,
+    with_restarts,
+    within_cluster_sum_of_squares,
+)
+from deepcluster.clustering.dec import soft_assign, target_distribution
 from deepcluster.clustering.k_select import KChoice, choose_k
 from deepcluster.clustering.label_free import label_free_scores
 from deepcluster.clustering.rotation import code_rms, rotate_and_target
@@ -52,6 +59,11 @@ class ClusteringCallback(Callback):
         augmented image's code regresses toward the mean, so matching the clean image's
         target raises the encoder's gain, and the next targets ask for more; RESULTS.md);
         the partition is scale-free, so fixing the scale changes only that feedback.
+        Method A's only.
+    refine_method: "dekm" (rotation targets from a reclustering at every update) or "dec"
+        (the first update clusters and hands its centres to the module; every later one
+        sharpens the soft assignments to the module's centres into DEC's target P).
+    dec_alpha: DEC's Student-t degrees of freedom.
     """
 
     def __init__(
@@ -64,6 +76,8 @@ class ClusteringCallback(Callback):
         k_search: dict[str, Any] | None = None,
         seed: int = 0,
         target_scale: str = "free",
+        refine_method: str = "dekm",
+        dec_alpha: float = 1.0,
     ) -> None:
         super().__init__()
         self.clusterer, self.k, self.schedule, self.manifold = clusterer, k, schedule, manifold
@@ -72,6 +86,7 @@ class ClusteringCallback(Callback):
         if target_scale not in ("free", "fixed"):
             raise ValueError(f"refine.target_scale={target_scale!r} must be free or fixed")
         self.target_scale = target_scale
+        self.refine_method, self.dec_alpha = refine_method, dec_alpha
         # state carried through checkpoints
         self.target_rms: float | None = None  # codes' RMS when refinement started (fixed scale)
         self.history: list[dict[str, Any]] = []  # per epoch: loss, scores, changed
@@ -92,7 +107,11 @@ class ClusteringCallback(Callback):
         return self.schedule.stop_reason
 
     # --- one clustering update ---------------------------------------------------------
-    def _cluster_rank0(self, z: np.ndarray, update: Update, refining: bool) -> dict[str, Any]:
+    def _cluster_rank0(
+        self, z: np.ndarray, update: Update, refining: bool, centers: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        if centers is not None:
+            return self._dec_assign(z, centers, update)
         t0 = time.perf_counter()
         space = self.manifold(z) if update.manifold else z  # (N, m) or (N, d)
         manifold_s = time.perf_counter() - t0 if update.manifold else 0.0
@@ -115,14 +134,20 @@ class ClusteringCallback(Callback):
             self.last_embedding = space
             self.last_manifold_model = getattr(self.manifold, "model", None)
         targets = None
-        if update.starts_refinement or update.phase == "refine":
+        if self.refine_method == "dec" and update.starts_refinement:
+            centers = torch.as_tensor(res.centers, dtype=torch.float32)
+            q = soft_assign(torch.from_numpy(z), centers, self.dec_alpha)
+            targets = {"centers": centers, "targets": target_distribution(q)}
+        elif self.refine_method == "dekm" and (
+            update.starts_refinement or update.phase == "refine"
+        ):
             v, t = rotate_and_target(z, res.labels, res.centers)
             if self.target_scale == "fixed":
                 rms = code_rms(z)
                 if update.starts_refinement or self.target_rms is None:
                     self.target_rms = rms
                 t = t * (self.target_rms / max(rms, 1e-12))
-            targets = (v, t)
+            targets = {"rotation": v, "targets": t}
         # step and start updates only steer refinement; the history (the scores) is per epoch
         scores = (
             {}
@@ -137,19 +162,59 @@ class ClusteringCallback(Callback):
             "manifold_s": manifold_s,
         }
 
+    def _dec_assign(self, z: np.ndarray, centers: torch.Tensor, update: Update) -> dict[str, Any]:
+        """A DEC refinement update: labels = the nearest learned centre, new targets P."""
+        t0 = time.perf_counter()
+        q = soft_assign(torch.from_numpy(z), centers, self.dec_alpha)  # (N, k)
+        labels = q.argmax(1).numpy().astype(np.int64)
+        c = centers.numpy().astype(np.float64)
+        res = ClusterResult(
+            labels,
+            c,
+            objective=within_cluster_sum_of_squares(z, labels, len(c)),
+            predictor=NearestCentroid(c),  # the kernel falls with distance: same assignment
+        )
+        res.seconds = time.perf_counter() - t0
+        scores = (
+            {}
+            if update.where != "epoch"
+            else label_free_scores(z, labels, res.objective, seed=self.seed)
+        )
+        return {
+            "result": res,
+            "targets": {"targets": target_distribution(q)},
+            "scores": scores,
+            "k": self.k_now,
+            "manifold_s": 0.0,
+        }
+
     def _update(self, trainer: L.Trainer, pl_module: L.LightningModule, update: Update) -> dict:
         t0 = time.perf_counter()
         images = trainer.datamodule.train_images  # the device-resident copy when on a GPU
         z = pl_module.embed(images).cpu().numpy()  # (N, d), the module's embed_batch_size
         embed_s = time.perf_counter() - t0
+        dec_step = (
+            self.refine_method == "dec"
+            and update.phase == "refine"
+            and not update.starts_refinement
+            and not update.manifold  # a manifold read (umap_start's last epoch) reclusters
+            and pl_module.centers is not None
+        )
+        centers = pl_module.centers.detach().float().cpu() if dec_step else None
         out = on_rank_zero(
-            trainer, lambda: self._cluster_rank0(z, update, pl_module.refining), "clustering"
+            trainer,
+            lambda: self._cluster_rank0(z, update, pl_module.refining, centers),
+            "clustering",
         )
         res: ClusterResult = out["result"]
         changed, stop = self.schedule.record(update, res.labels)
         self.labels, self.k_now, self.last_codes, self.last_result = res.labels, out["k"], z, res
         if out["targets"] is not None:
-            pl_module.set_targets(*out["targets"])
+            if "centers" in out["targets"]:
+                pl_module.set_centers(out["targets"]["centers"])
+            pl_module.set_targets(
+                out["targets"].get("rotation", torch.empty(0, 0)), out["targets"]["targets"]
+            )
         if stop and not trainer.should_stop:
             trainer.should_stop = True
             log.info("refinement stops: %s", self.schedule.stop_reason)

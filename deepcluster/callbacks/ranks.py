@@ -31,12 +31,14 @@ def on_rank_zero(trainer: Any, compute: Callable[[], Any], what: str) -> Any:
 
 
 def check_ranks_agree(trainer: Any, labels: np.ndarray, pl_module: Any) -> None:
-    """Compare a digest of the labels (and targets, rotation) over ranks; fail loudly."""
+    """Compare a digest of the labels (and targets, rotation, centres) over ranks; fail loudly."""
     h = hashlib.blake2b(digest_size=7)
     h.update(np.ascontiguousarray(labels).tobytes())
     if pl_module.refining:
         h.update(pl_module.targets.detach().cpu().numpy().tobytes())
         h.update(pl_module.rotation.detach().cpu().numpy().tobytes())
+    if getattr(pl_module, "centers", None) is not None:  # DEC's learned centres
+        h.update(pl_module.centers.detach().cpu().numpy().tobytes())
     mine = torch.tensor([int.from_bytes(h.digest(), "big")], device=pl_module.device)
     every = trainer.strategy.all_gather(mine).reshape(-1)  # (world_size,)
     if not bool((every == every[0]).all()):

@@ -1,9 +1,11 @@
 """The LightningModule (the *system*): holds a plain autoencoder and trains it.
 
-Two phases: reconstruction (MSE) while no targets are set, then method A's refinement
-MSE(f(x)·V, T[idx]) once the ClusteringCallback has handed over V and T. V and T are plain
-tensors, not buffers (DDP would broadcast buffers at every step; the callback already gives
-every rank the same ones); checkpoints carry them under "refinement".
+Two phases: reconstruction (MSE) while no targets are set, then refinement once the
+ClusteringCallback has handed targets over: method A's MSE(f(x)·V, T[idx]) ("dekm"), or DEC's
+KL(P[idx] ‖ Q(f(x), U)) with learnable centres U ("dec"; clustering/dec.py). V, T and P are
+plain tensors, not buffers (DDP would broadcast buffers at every step; the callback already
+gives every rank the same ones); checkpoints carry them under "refinement". U is a parameter,
+created when refinement starts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from deepcluster.clustering.dec import kl_loss, soft_assign
 from deepcluster.errors import DeepClusterError
 from deepcluster.models.base import Autoencoder
 
@@ -38,6 +41,9 @@ class DeepClusterModule(L.LightningModule):
         clean image (reconstruction) or the clean image's target (refinement).
     augment_refinement: whether refinement sees augmented inputs too (DEC-DA's recipe) or
         only the reconstruction epochs do.
+    refine_method: "dekm" (method A's rotation targets) or "dec" (DEC's KL to the sharpened
+        soft assignments, centres trained with the encoder).
+    dec_alpha: degrees of freedom of DEC's Student-t kernel (DEC: 1).
     nan_check_every: steps between checks that the loss is finite (each check waits for the
         device; the epoch end checks too).
     """
@@ -53,20 +59,28 @@ class DeepClusterModule(L.LightningModule):
         augment_refinement: bool = True,
         lr_schedule: Callable[[int], Callable[[int], float]] | None = None,
         nan_check_every: int = 50,
+        refine_method: str = "dekm",
+        dec_alpha: float = 1.0,
     ) -> None:
         super().__init__()
         if lr <= 0:
             raise ValueError(f"optim.lr={lr} must be > 0")
         if recon_weight < 0:
             raise ValueError(f"refine.recon_weight={recon_weight} must be >= 0")
+        if refine_method not in ("dekm", "dec"):
+            raise ValueError(f"refine.method={refine_method!r} must be dekm or dec")
+        if dec_alpha <= 0:
+            raise ValueError(f"refine.alpha={dec_alpha} must be > 0")
+        self.refine_method, self.dec_alpha = refine_method, dec_alpha
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.lr, self.recon_weight, self.lr_schedule = lr, recon_weight, lr_schedule
         self.embed_batch_size, self.channels_last = embed_batch_size, channels_last
         self.augment, self.nan_check_every = augment, nan_check_every
         self.augment_refinement = augment_refinement
         self.epoch_loss = MeanMetric(nan_strategy="disable")  # synced over ranks on compute()
-        self.rotation = torch.empty(0, 0)  # V: (d, d)
-        self.targets = torch.empty(0, 0)  # T: (N, d)
+        self.rotation = torch.empty(0, 0)  # V: (d, d) ("dekm")
+        self.targets = torch.empty(0, 0)  # T: (N, d) ("dekm") or P: (N, k) ("dec")
+        self.register_parameter("centers", None)  # U: (k, d) ("dec", from refinement's start)
         self._loss_sum = torch.zeros(())
 
     # --- refinement state --------------------------------------------------------------
@@ -78,6 +92,19 @@ class DeepClusterModule(L.LightningModule):
         """rotation: (d, d), targets: (N, d); stored as float32 on the module's device."""
         self.rotation = torch.as_tensor(rotation, dtype=torch.float32, device=self.device)
         self.targets = torch.as_tensor(targets, dtype=torch.float32, device=self.device)
+
+    def set_centers(self, centers: np.ndarray | torch.Tensor) -> None:
+        """DEC's centres U (k, d), where refinement starts: a new parameter, trained from now
+        on with the encoder (added to the running optimizer when there is one)."""
+        centers = torch.as_tensor(centers, dtype=torch.float32, device=self.device)
+        if self.centers is not None and self.centers.shape == centers.shape:
+            with torch.no_grad():  # already a parameter the optimizer trains: new values only
+                self.centers.copy_(centers)
+            return
+        self.centers = torch.nn.Parameter(centers.clone())
+        trainer = self._trainer  # None outside a fit
+        if trainer is not None and trainer.optimizers:
+            trainer.optimizers[0].add_param_group({"params": [self.centers]})
 
     def on_fit_start(self) -> None:  # a restored checkpoint loads before the move to the device
         self.set_targets(self.rotation, self.targets)
@@ -92,6 +119,11 @@ class DeepClusterModule(L.LightningModule):
             state = {"rotation": weights.pop("rotation"), "targets": weights.pop("targets")}
         if state is not None:
             self.set_targets(state["rotation"], state["targets"])
+        if "centers" in weights:  # DEC's centres: the parameter must exist before the weights
+            # load, and before configure_optimizers, which then trains it as the run did
+            self.register_parameter(
+                "centers", torch.nn.Parameter(torch.empty_like(weights["centers"]))
+            )
 
     # --- training ----------------------------------------------------------------------
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +136,10 @@ class DeepClusterModule(L.LightningModule):
         seen = self.augment(x, self.global_step) if augmenting else x
         if self.refining:
             z = self.model.encode(seen)  # (B, d)
-            loss = F.mse_loss(z @ self.rotation, self.targets[idx])
+            if self.refine_method == "dec":
+                loss = kl_loss(self.targets[idx], soft_assign(z, self.centers, self.dec_alpha))
+            else:
+                loss = F.mse_loss(z @ self.rotation, self.targets[idx])
             if self.recon_weight > 0:
                 loss = loss + self.recon_weight * F.mse_loss(self.model.decode(z), x)
             else:
@@ -125,6 +160,12 @@ class DeepClusterModule(L.LightningModule):
         if self.refining and self.recon_weight == 0:  # Adam must not move the decoder
             for p in self.model.decoder.parameters():
                 p.grad = None
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if self.centers is not None and self.centers.grad is not None and world > 1:
+            # DEC's centres joined after DDP wrapped the model, so DDP does not average their
+            # gradient: do it here, or every rank would train its own centres
+            torch.distributed.all_reduce(self.centers.grad)
+            self.centers.grad /= world
 
     def check_finite(self, value: torch.Tensor, when: str) -> None:
         if not torch.isfinite(value):
@@ -143,6 +184,8 @@ class DeepClusterModule(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        if self.centers is not None:  # a run resumed inside DEC's refinement
+            optimizer.add_param_group({"params": [self.centers]})
         if self.lr_schedule is None:
             return optimizer
         epochs = max(1, self.trainer.max_epochs or 1)

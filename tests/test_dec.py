@@ -1,0 +1,126 @@
+"""refine=dec: DEC's KL refinement (and DEC-DA with augment): the maths, the module's step,
+a run that resumes inside refinement, and DDP ranks training the same centres."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from deepcluster.clustering.dec import kl_loss, soft_assign, target_distribution
+from deepcluster.models import CAE, DeepClusterModule
+from tests.conftest import ROOT, run_cli
+
+TINY_DEC = [
+    "dataset=synthetic",
+    "dataset.n=96",
+    "refine=dec",
+    "pretrain_epochs=1",
+    "refine.update_interval=2",
+    "refine.tol=0",  # run every epoch asked for
+    "logger=none",
+    "plots=false",
+    "baseline=false",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def test_soft_assignments_are_distributions_led_by_the_nearest_centre():
+    torch.manual_seed(0)
+    z, centers = torch.randn(200, 5), torch.randn(4, 5)
+    q = soft_assign(z, centers, alpha=1.0)
+    assert q.shape == (200, 4) and torch.allclose(q.sum(1), torch.ones(200))
+    assert torch.equal(q.argmax(1), torch.cdist(z, centers).argmin(1))
+    # DEC's kernel, written out: (1 + d²/α)^-(α+1)/2, normalised per row
+    d2 = torch.cdist(z, centers).square()
+    kernel = (1 + d2 / 3.0) ** (-(3.0 + 1) / 2)
+    assert torch.allclose(soft_assign(z, centers, 3.0), kernel / kernel.sum(1, keepdim=True))
+
+
+def test_target_sharpens_and_kl_vanishes_only_at_the_target():
+    torch.manual_seed(0)
+    q = soft_assign(torch.randn(300, 3), torch.randn(5, 3))
+    p = target_distribution(q)
+    assert torch.allclose(p.sum(1), torch.ones(300))
+    assert (p.max(1).values >= q.max(1).values - 1e-6).float().mean() > 0.9  # more confident
+    assert float(kl_loss(p, p)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kl_loss(p, q)) > 0
+
+
+def test_a_code_on_its_centre_has_a_finite_gradient():
+    centers = torch.tensor([[0.0, 0.0], [3.0, 0.0]], requires_grad=True)
+    z = torch.tensor([[0.0, 0.0], [1.0, 1.0]], requires_grad=True)
+    kl_loss(torch.tensor([[0.9, 0.1], [0.5, 0.5]]), soft_assign(z, centers)).backward()
+    assert torch.isfinite(z.grad).all() and torch.isfinite(centers.grad).all()
+
+
+def test_dec_step_trains_encoder_and_centres_not_the_decoder():
+    torch.manual_seed(0)
+    module = DeepClusterModule(CAE(), refine_method="dec")
+    x = torch.rand(8, 1, 28, 28)
+    module.set_centers(torch.randn(3, 10))
+    q = soft_assign(module.model.encode(x).detach(), module.centers.detach())
+    module.set_targets(torch.empty(0, 0), target_distribution(q))
+    loss = module.training_step((x, torch.arange(8)), 0)
+    loss.backward()
+    module.on_after_backward()
+    assert module.refining and loss.item() > 0
+    assert module.centers.grad is not None and module.centers.grad.abs().sum() > 0
+    assert all(p.grad is None for p in module.model.decoder.parameters())
+    assert all(p.grad is not None for p in module.model.encoder.parameters())
+
+
+def test_bad_dec_settings_name_the_key(compose):
+    from deepcluster.config import validate
+    from deepcluster.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="refine.method='kmeans' must be dekm"):
+        validate(compose("refine=dec", "refine.method=kmeans"))
+    with pytest.raises(ConfigError, match=r"refine.alpha=0.0 must be a number > 0"):
+        validate(compose("refine=dec", "refine.alpha=0.0"))
+
+
+def test_dec_run_resumed_inside_refinement_equals_the_uninterrupted_run(compose, tmp_path):
+    """The centres are a parameter created mid-run: a checkpoint taken inside refinement
+    must bring them back (weights and Adam's state) before training continues."""
+    from deepcluster.run import run
+
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    full = run(compose(*TINY_DEC, "trainer.max_epochs=4", f"output_dir={whole}"))
+    run(compose(*TINY_DEC, "trainer.max_epochs=3", f"output_dir={part}"))
+    ckpt = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["state_dict"]["centers"].shape == (4, 10)
+    assert len(ckpt["optimizer_states"][0]["param_groups"]) == 2  # the centres' own group
+    resumed = run(
+        compose(
+            *TINY_DEC,
+            "trainer.max_epochs=4",
+            f"output_dir={part}",
+            f"ckpt_path={part}/checkpoints/last.ckpt",
+        )
+    )
+    assert resumed["refine_method"] == "dec"
+    phases = [h["phase"] for h in resumed["history"]]
+    assert phases == ["pretrain", "refine", "refine", "refine"]
+    assert resumed["acc"] == pytest.approx(full["acc"])
+    a = pd.read_csv(whole / "predictions.csv")["cluster"]
+    b = pd.read_csv(part / "predictions.csv")["cluster"]
+    assert (a == b).all()
+
+
+def test_ddp_ranks_train_the_same_dec_centres(tmp_path):
+    """The centres join after DDP wrapped the model, so DDP does not average their gradient;
+    without our all-reduce each rank would train its own (the rank check hashes them)."""
+    proc = run_cli(
+        *TINY_DEC,
+        "dataset.n=256",
+        "trainer=ddp",
+        "trainer.max_epochs=3",
+        "refine.update_interval=1",
+        f"hydra.run.dir={tmp_path}",
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert info["ddp_rank_agreement_checks"] > 4
