@@ -75,11 +75,12 @@ def test_experiment_composes(compose, experiment, tmp_path):
     cfg = compose(f"experiment={experiment}", f"data.root={tmp_path}")
     OmegaConf.resolve(cfg)
     validate_config(cfg)
-    # method A's files refine after their reconstruction epochs; the Ward and UMAP + GMM
-    # recipes only read the codes, for all their epochs (the default refine=dekm would
-    # start refining them after 10)
-    refines = experiment.startswith(("dekm", "digits_dekm", "paper_k"))
+    # method A's and DEC's files refine after their reconstruction epochs; the Ward and
+    # UMAP + GMM recipes only read the codes, for all their epochs (the default refine=dekm
+    # would start refining them after 10)
+    refines = experiment.startswith(("dekm", "dec_", "digits_dekm", "paper_k"))
     assert cfg.refine.enabled == refines, (experiment, cfg.refine.enabled)
+    assert cfg.refine.method == ("dec" if experiment.startswith("dec_") else "dekm")
     if refines:
         assert cfg.pretrain_epochs < cfg.trainer.max_epochs
 
