@@ -86,6 +86,8 @@ class ClusteringCallback(Callback):
         if target_scale not in ("free", "fixed"):
             raise ValueError(f"refine.target_scale={target_scale!r} must be free or fixed")
         self.target_scale = target_scale
+        if refine_method not in ("dekm", "dec"):
+            raise ValueError(f"refine.method={refine_method!r} must be dekm or dec")
         self.refine_method, self.dec_alpha = refine_method, dec_alpha
         # state carried through checkpoints
         self.target_rms: float | None = None  # codes' RMS when refinement started (fixed scale)
@@ -197,7 +199,7 @@ class ClusteringCallback(Callback):
             self.refine_method == "dec"
             and update.phase == "refine"
             and not update.starts_refinement
-            and not update.manifold  # a manifold read (umap_start's last epoch) reclusters
+            and not update.manifold  # (the schedule sends no refinement update through it)
             and pl_module.centers is not None
         )
         centers = pl_module.centers.detach().float().cpu() if dec_step else None
