@@ -103,6 +103,7 @@ def build_parts(cfg: DictConfig) -> Parts:
             refine=refine.enabled,
             pretrain_epochs=cfg.pretrain_epochs,
             update_interval=refine.update_interval,
+            cadence=refine.cadence,
             tol=refine.tol,
             max_iterations=refine.max_iterations,
             patience=refine.patience,

@@ -50,6 +50,7 @@ class RefineConfig:
     patience: int = 0
     augmented_inputs: bool = True
     method: str = "dekm"  # dekm | dec
+    cadence: str = "epoch"  # epoch | global: does the update_interval count restart each epoch
     alpha: float = 1.0  # DEC's Student-t degrees of freedom
 
 
@@ -151,6 +152,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "refine.target_scale": (one_of("free", "fixed"), "free or fixed"),
     "refine.method": (one_of("dekm", "dec"), "dekm (method A's rotation targets) or dec (DEC's "
                                               "KL refinement)"),
+    "refine.cadence": (one_of("epoch", "global"), "epoch (every update_interval steps of an "
+                       "epoch and at its end) or global (every update_interval steps across "
+                       "epochs)"),
     "refine.alpha": (positive, "a number > 0 (DEC's Student-t degrees of freedom)"),
     "manifold.every_n_epochs": (at_least(0), "an integer >= 0 (0: through the manifold only "
                                           "where refinement starts and at the last epoch)"),

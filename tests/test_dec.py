@@ -2,12 +2,14 @@
 a run that resumes inside refinement, and DDP ranks training the same centres."""
 
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
 
-from deepcluster.clustering.dec import kl_loss, soft_assign, target_distribution
+from deepcluster.clustering.dec import assign_all, kl_loss, soft_assign, target_distribution
+from deepcluster.errors import ConfigError
 from deepcluster.models import CAE, DeepClusterModule
 from tests.conftest import ROOT, run_cli
 
@@ -47,6 +49,15 @@ def test_target_sharpens_and_kl_vanishes_only_at_the_target():
     assert float(kl_loss(p, q)) > 0
 
 
+def test_the_update_pass_gives_the_batch_formula_without_an_n_by_k_by_d_array():
+    torch.manual_seed(0)
+    z, centers = 50 * torch.randn(500, 8), 50 * torch.randn(6, 8)  # far-apart codes
+    q, p = assign_all(z, centers, alpha=1.0)
+    assert torch.allclose(q, soft_assign(z, centers), atol=1e-6)
+    assert torch.allclose(p, target_distribution(soft_assign(z, centers)), atol=1e-6)
+    assert q.dtype == p.dtype == torch.float32
+
+
 def test_a_code_on_its_centre_has_a_finite_gradient():
     centers = torch.tensor([[0.0, 0.0], [3.0, 0.0]], requires_grad=True)
     z = torch.tensor([[0.0, 0.0], [1.0, 1.0]], requires_grad=True)
@@ -72,12 +83,13 @@ def test_dec_step_trains_encoder_and_centres_not_the_decoder():
 
 def test_bad_dec_settings_name_the_key(compose):
     from deepcluster.config import validate
-    from deepcluster.errors import ConfigError
 
     with pytest.raises(ConfigError, match="refine.method='kmeans' must be dekm"):
         validate(compose("refine=dec", "refine.method=kmeans"))
     with pytest.raises(ConfigError, match=r"refine.alpha=0.0 must be a number > 0"):
         validate(compose("refine=dec", "refine.alpha=0.0"))
+    with pytest.raises(ConfigError, match=r"refine.cadence='steps' must be epoch .* or global"):
+        validate(compose("refine=dec", "refine.cadence=steps"))
 
 
 def test_dec_run_resumed_inside_refinement_equals_the_uninterrupted_run(compose, tmp_path):
@@ -106,6 +118,42 @@ def test_dec_run_resumed_inside_refinement_equals_the_uninterrupted_run(compose,
     a = pd.read_csv(whole / "predictions.csv")["cluster"]
     b = pd.read_csv(part / "predictions.csv")["cluster"]
     assert (a == b).all()
+    # the centres and their Adam moments went on as if never stopped
+    w = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)
+    r = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)
+    assert torch.allclose(w["state_dict"]["centers"], r["state_dict"]["centers"], atol=1e-6)
+    w_opt, r_opt = w["optimizer_states"][0], r["optimizer_states"][0]
+    (centres_id,) = w_opt["param_groups"][1]["params"]
+    assert torch.allclose(
+        w_opt["state"][centres_id]["exp_avg_sq"], r_opt["state"][centres_id]["exp_avg_sq"]
+    )
+    assert w_opt["state"][centres_id]["step"] == r_opt["state"][centres_id]["step"]
+    # the other method cannot go on with DEC's targets: it says so, and how to go on
+    with pytest.raises(ConfigError, match="resume with refine.method=dec"):
+        run(
+            compose(
+                *TINY_DEC,
+                "refine.method=dekm",
+                "trainer.max_epochs=5",
+                f"output_dir={tmp_path / 'other'}",
+                f"ckpt_path={part}/checkpoints/last.ckpt",
+            )
+        )
+
+
+@pytest.mark.parametrize("in_ddp", [False, True])
+def test_the_centres_gradient_is_averaged_over_ranks_once(monkeypatch, in_ddp):
+    """Created mid-fit, the centres are outside DDP: on_after_backward averages their
+    gradient; restored from a checkpoint (so inside DDP), DDP already has."""
+    module = DeepClusterModule(CAE(), refine_method="dec")
+    module.set_centers(torch.zeros(3, 10))
+    module.centers.grad = torch.full((3, 10), 2.0)
+    module._trainer = SimpleNamespace(world_size=2)
+    module._centers_in_ddp = in_ddp
+    # the other rank's gradient is 4: the all-reduce sums 2 + 4
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda t: t.add_(4.0))
+    module.on_after_backward()
+    assert torch.equal(module.centers.grad, torch.full((3, 10), 2.0 if in_ddp else 3.0))
 
 
 def test_ddp_ranks_train_the_same_dec_centres(tmp_path):

@@ -72,6 +72,61 @@ def test_step_updates_only_while_refining_and_not_at_the_epoch_end():
     assert s.refine_steps == 12
 
 
+def updates_over(s, epochs_n, batches):
+    """(global step, "step"/"epoch", refreshes) of every refinement update over the epochs."""
+    out = []
+    for e in range(epochs_n):
+        for b in range(batches):
+            if s.after_step(b, batches, refining=True) is not None:
+                out.append((s.refine_steps, "step", True))
+        u = s.at_epoch_end(e, epochs_n, stopping=False, refining=True)
+        out.append((s.refine_steps, "epoch", u.refreshes))
+    return out
+
+
+def test_global_cadence_counts_steps_across_epochs():
+    # DEC-DA's 140 steps on MNIST-test (40 batches an epoch): the epoch cadence would refresh
+    # every 40 steps (each epoch end); the global one every 140, epoch ends scoring only
+    s = ClusteringSchedule(refine=True, update_interval=140, cadence="global")
+    ups = updates_over(s, 8, 40)
+    assert [step for step, _, refreshes in ups if refreshes] == [140, 280]
+    assert (280, "epoch", True) in ups  # due at an epoch end: the epoch end does it, once
+    assert [step for step, where, _ in ups if where == "step"] == [140]
+    scored = [step for step, _, refreshes in ups if not refreshes]
+    assert scored == [40, 80, 120, 160, 200, 240, 320]
+    epoch_cadence = updates_over(ClusteringSchedule(refine=True, update_interval=140), 3, 40)
+    assert [step for step, _, r in epoch_cadence if r] == [40, 80, 120]  # every epoch end
+    # MNIST-full's 274 batches: 140 steps apart, not 140 then 134
+    s = ClusteringSchedule(refine=True, update_interval=140, cadence="global")
+    full = updates_over(s, 2, 274)
+    assert [step for step, _, r in full if r] == [140, 280, 420]
+
+
+def test_a_scored_only_update_neither_tests_convergence_nor_becomes_the_reference():
+    s = ClusteringSchedule(refine=True, update_interval=140, cadence="global", tol=0.1)
+    labels = np.arange(20) % 2
+    s.record(Update("epoch", False, True, "pretrain"), labels)
+    same = Update("epoch", False, False, "refine", refreshes=False)
+    changed, stop = s.record(same, labels)  # 0 % changed, but only scored: no convergence
+    assert changed == 0.0 and not stop
+    moved = churn(labels, 6)  # 30 % moved since the start
+    changed, stop = s.record(same, moved)
+    assert changed == pytest.approx(0.3) and not stop
+    changed, stop = s.record(Update("step", False, False, "refine"), labels)
+    assert changed == 0.0 and stop  # compared with the start's labels, not the scored ones
+
+
+def test_global_cadence_honours_the_cap_at_a_scored_epoch_end():
+    s = ClusteringSchedule(refine=True, update_interval=140, cadence="global", max_iterations=50)
+    s.record(Update("epoch", False, True, "pretrain"), np.arange(10) % 2)
+    for b in range(60):
+        s.after_step(b, 60, refining=True)
+    u = s.at_epoch_end(0, 10, stopping=False, refining=True)
+    assert not u.refreshes
+    _, stop = s.record(u, np.arange(10) % 2)
+    assert stop and s.stop_reason.startswith("max_iterations: 60")
+
+
 def test_changed_compares_like_with_like_and_convergence():
     s = ClusteringSchedule(refine=True, tol=0.1)
     a = np.array([0, 0, 1, 1, 2, 2, 2, 2, 2, 2])
@@ -161,7 +216,13 @@ def test_schedule_state_round_trip():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"tol": 1.5}, {"update_interval": -1}, {"cluster_every_n_epochs": 0}, {"patience": -1}],
+    [
+        {"tol": 1.5},
+        {"update_interval": -1},
+        {"cluster_every_n_epochs": 0},
+        {"patience": -1},
+        {"cadence": "epochs"},
+    ],
 )
 def test_schedule_rejects_bad_values(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):

@@ -29,7 +29,7 @@ from deepcluster.clustering.base import (
     with_restarts,
     within_cluster_sum_of_squares,
 )
-from deepcluster.clustering.dec import soft_assign, target_distribution
+from deepcluster.clustering.dec import assign_all
 from deepcluster.clustering.k_select import KChoice, choose_k
 from deepcluster.clustering.label_free import label_free_scores
 from deepcluster.clustering.rotation import code_rms, rotate_and_target
@@ -138,10 +138,10 @@ class ClusteringCallback(Callback):
         targets = None
         if self.refine_method == "dec" and update.starts_refinement:
             centers = torch.as_tensor(res.centers, dtype=torch.float32)
-            q = soft_assign(torch.from_numpy(z), centers, self.dec_alpha)
-            targets = {"centers": centers, "targets": target_distribution(q)}
+            _, p = assign_all(torch.from_numpy(z), centers, self.dec_alpha)
+            targets = {"centers": centers, "targets": p}
         elif self.refine_method == "dekm" and (
-            update.starts_refinement or update.phase == "refine"
+            update.starts_refinement or (update.phase == "refine" and update.refreshes)
         ):
             v, t = rotate_and_target(z, res.labels, res.centers)
             if self.target_scale == "fixed":
@@ -167,7 +167,7 @@ class ClusteringCallback(Callback):
     def _dec_assign(self, z: np.ndarray, centers: torch.Tensor, update: Update) -> dict[str, Any]:
         """A DEC refinement update: labels = the nearest learned centre, new targets P."""
         t0 = time.perf_counter()
-        q = soft_assign(torch.from_numpy(z), centers, self.dec_alpha)  # (N, k)
+        q, p = assign_all(torch.from_numpy(z), centers, self.dec_alpha)  # (N, k) each
         labels = q.argmax(1).numpy().astype(np.int64)
         c = centers.numpy().astype(np.float64)
         res = ClusterResult(
@@ -184,7 +184,7 @@ class ClusteringCallback(Callback):
         )
         return {
             "result": res,
-            "targets": {"targets": target_distribution(q)},
+            "targets": {"targets": p} if update.refreshes else None,
             "scores": scores,
             "k": self.k_now,
             "manifold_s": 0.0,

@@ -12,12 +12,30 @@ from __future__ import annotations
 import torch
 
 
-def soft_assign(z: torch.Tensor, centers: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-    """Q: z (N, d), centers (k, d) → (N, k), rows summing to 1."""
-    d2 = (z[:, None, :] - centers[None, :, :]).square().sum(-1)  # (N, k); cdist's sqrt has
-    # no gradient at a distance of 0
+def _kernel(d2: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Q from squared distances (N, k): the Student-t kernel, rows normalised."""
     logits = -(alpha + 1.0) / 2.0 * torch.log1p(d2 / alpha)  # log of the unnormalised kernel
     return torch.softmax(logits, dim=1)
+
+
+def soft_assign(z: torch.Tensor, centers: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Q: z (N, d), centers (k, d) → (N, k), rows summing to 1; differentiable (a batch)."""
+    d2 = (z[:, None, :] - centers[None, :, :]).square().sum(-1)  # (N, k); cdist's sqrt has
+    # no gradient at a distance of 0
+    return _kernel(d2, alpha)
+
+
+@torch.no_grad()
+def assign_all(
+    z: torch.Tensor, centers: torch.Tensor, alpha: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Q, P) for every code at an update, z (N, d): no gradient, and N × k memory.
+
+    The squared distances come from ‖z‖² + ‖u‖² − 2 z·u in float64 (no N × k × d array)."""
+    z64, c64 = z.double(), centers.double()
+    d2 = (z64.square().sum(1, keepdim=True) + c64.square().sum(1) - 2.0 * z64 @ c64.T).clamp_min(0)
+    q = _kernel(d2, alpha).float()
+    return q, target_distribution(q)
 
 
 def target_distribution(q: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,14 @@ an epoch end) and hands it every new labelling. One rule, in full:
 - The update that starts refinement (the end of epoch `pretrain_epochs - 1`, or the start of
   training when a run begins or resumes past it without targets) always clusters, through the
   manifold when there is one: the refinement starts from the best partition we can make.
-- Every refinement update after that (every `update_interval` steps and every epoch end)
-  clusters the codes directly. So within refinement all labellings come from one pipeline.
+- Every refinement update after that clusters the codes directly, so within refinement all
+  labellings come from one pipeline. When they come is `cadence`: `epoch` (method A's default)
+  updates every `update_interval` steps of an epoch and at every epoch end, the count
+  restarting each epoch; `global` (DEC's) updates every `update_interval` refinement steps
+  counted across epochs, as both papers' reference loops count, and an epoch end between two
+  such updates only *scores* the partition for the history: it refreshes no targets, tests no
+  convergence and is not what the next update is compared with. (`update_interval` 0: every
+  epoch end, either way.)
 - `changed` is the fraction of labels that moved since the previous update *of the same
   pipeline* (after Hungarian alignment; the update that starts refinement forgets the older
   monitoring labels); refinement has converged when, between two
@@ -42,6 +48,7 @@ class Update:
     manifold: bool  # through the manifold (else the codes directly)
     starts_refinement: bool  # its labels and centres become the first targets
     phase: str  # "pretrain" | "refine": the phase of the training that led to it
+    refreshes: bool = True  # in refinement: new targets and a convergence test (else scores only)
 
     @property
     def pipeline(self) -> str:
@@ -53,6 +60,7 @@ class ClusteringSchedule:
     refine: bool = False
     pretrain_epochs: int = 0
     update_interval: int = 0  # steps between refinement updates (0: epoch ends only)
+    cadence: str = "epoch"  # "epoch": the step count restarts each epoch; "global": it does not
     tol: float = 0.005
     max_iterations: int = 0  # refinement steps before stopping (0: no cap)
     patience: int = 0  # refinement updates without a new lowest `changed` before stopping (0: off)
@@ -81,6 +89,12 @@ class ClusteringSchedule:
             raise ValueError(f"cluster_every_n_epochs={self.cluster_every_n_epochs} must be >= 1")
         if not 0 <= self.tol < 1:
             raise ValueError(f"tol={self.tol} must be in [0, 1)")
+        if self.cadence not in ("epoch", "global"):
+            raise ValueError(f"cadence={self.cadence!r} must be 'epoch' or 'global'")
+
+    @property
+    def _global(self) -> bool:
+        return self.cadence == "global" and self.update_interval > 0
 
     # --- when ------------------------------------------------------------------------
     def _manifold_at(self, epoch: int, last: bool) -> bool:
@@ -99,8 +113,10 @@ class ClusteringSchedule:
             return None
         self.refine_steps += 1
         every = self.update_interval
-        if every and (batch_idx + 1) % every == 0 and batch_idx + 1 < num_batches:
-            return Update("step", False, False, "refine")  # the epoch end updates anyway
+        last_batch = batch_idx + 1 >= num_batches  # the epoch end updates anyway
+        count = self.refine_steps if self._global else batch_idx + 1
+        if every and count % every == 0 and not last_batch:
+            return Update("step", False, False, "refine")
         return None
 
     def at_epoch_end(
@@ -109,7 +125,8 @@ class ClusteringSchedule:
         """At the end of `epoch`; None when this epoch is not clustered (monitoring cadence)."""
         last = stopping or (max_epochs is not None and max_epochs > 0 and epoch >= max_epochs - 1)
         if refining:
-            return Update("epoch", False, False, "refine")
+            due = not self._global or self.refine_steps % self.update_interval == 0
+            return Update("epoch", False, False, "refine", refreshes=due)
         if self.refine and epoch + 1 >= self.pretrain_epochs:
             return Update("epoch", self.manifold, True, "pretrain")
         if last or (epoch + 1) % self.cluster_every_n_epochs == 0:
@@ -125,6 +142,9 @@ class ClusteringSchedule:
         """Take a new labelling; returns (changed, should stop)."""
         before = self.previous.get(update.pipeline)
         changed = math.nan if before is None else label_change_fraction(before, labels)
+        if update.phase == "refine" and not update.refreshes:  # scored only: since the last update
+            self.stopped = self.stopped or self._cap_stop()
+            return changed, self.stopped
         if update.starts_refinement:  # monitoring labels of the other pipeline are stale now
             self.previous.clear()
         self.previous[update.pipeline] = np.asarray(labels)
@@ -139,10 +159,13 @@ class ClusteringSchedule:
         if changed < self.tol:  # NaN compares False: the first refinement update never stops
             self.stop_reason = f"converged: {changed:.2%} of labels changed (< tol {self.tol:.2%})"
             return True
+        return self._cap_stop() or self._out_of_patience(changed)
+
+    def _cap_stop(self) -> bool:
         if self.cap_reached:
             self.stop_reason = f"max_iterations: {self.refine_steps} refinement steps"
             return True
-        return self._out_of_patience(changed)
+        return False
 
     def _out_of_patience(self, changed: float) -> bool:
         if math.isnan(changed):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from deepcluster.clustering.dec import kl_loss, soft_assign
-from deepcluster.errors import DeepClusterError
+from deepcluster.errors import ConfigError, DeepClusterError
 from deepcluster.models.base import Autoencoder
 
 Augment = Callable[[torch.Tensor, int], torch.Tensor]  # (x (B, C, H, W), step) → same shape
@@ -82,6 +82,7 @@ class DeepClusterModule(L.LightningModule):
         self.targets = torch.empty(0, 0)  # T: (N, d) ("dekm") or P: (N, k) ("dec")
         self.register_parameter("centers", None)  # U: (k, d) ("dec", from refinement's start)
         self._loss_sum = torch.zeros(())
+        self._centers_in_ddp = False  # set at fit start
 
     # --- refinement state --------------------------------------------------------------
     @property
@@ -108,9 +109,16 @@ class DeepClusterModule(L.LightningModule):
 
     def on_fit_start(self) -> None:  # a restored checkpoint loads before the move to the device
         self.set_targets(self.rotation, self.targets)
+        # centres restored from a checkpoint exist before DDP wraps the model: DDP averages
+        # their gradient; ones created mid-fit (set_centers) it never sees
+        self._centers_in_ddp = self.centers is not None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["refinement"] = {"rotation": self.rotation.cpu(), "targets": self.targets.cpu()}
+        checkpoint["refinement"] = {
+            "rotation": self.rotation.cpu(),
+            "targets": self.targets.cpu(),
+            "method": self.refine_method,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("refinement")
@@ -118,6 +126,15 @@ class DeepClusterModule(L.LightningModule):
         if state is None and "targets" in weights:  # checkpoints of 0.1, where they were buffers
             state = {"rotation": weights.pop("rotation"), "targets": weights.pop("targets")}
         if state is not None:
+            # a checkpoint inside one refinement cannot go on with the other's targets; one
+            # saved before refinement (no targets) starts either
+            method = state.get("method", "dec" if "centers" in weights else "dekm")
+            if state["targets"].numel() > 0 and method != self.refine_method:
+                raise ConfigError(
+                    f"refine.method={self.refine_method}, but the checkpoint stopped inside "
+                    f"refine.method={method}'s refinement: resume with refine.method={method}, "
+                    "or start the new method from a checkpoint of the pretraining"
+                )
             self.set_targets(state["rotation"], state["targets"])
         if "centers" in weights:  # DEC's centres: the parameter must exist before the weights
             # load, and before configure_optimizers, which then trains it as the run did
@@ -161,7 +178,12 @@ class DeepClusterModule(L.LightningModule):
             for p in self.model.decoder.parameters():
                 p.grad = None
         world = self.trainer.world_size if self._trainer is not None else 1
-        if self.centers is not None and self.centers.grad is not None and world > 1:
+        if (
+            self.centers is not None
+            and self.centers.grad is not None
+            and world > 1
+            and not self._centers_in_ddp
+        ):
             # DEC's centres joined after DDP wrapped the model, so DDP does not average their
             # gradient: do it here, or every rank would train its own centres
             torch.distributed.all_reduce(self.centers.grad)
