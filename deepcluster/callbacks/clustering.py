@@ -279,7 +279,7 @@ class ClusteringCallback(Callback):
             rank_zero_only=True,
         )
         if trainer.is_global_zero:
-            self._log_line(entry, info)
+            self._log_line(entry, info, update)
 
     def record_update(self, trainer, pl_module, update: Update, entry: dict[str, Any]) -> dict:
         """Run `update` and append its scores to `entry` and to the history."""
@@ -303,7 +303,7 @@ class ClusteringCallback(Callback):
         return info
 
     @staticmethod
-    def _log_line(entry: dict[str, Any], info: dict[str, Any]) -> None:
+    def _log_line(entry: dict[str, Any], info: dict[str, Any], update: Update) -> None:
         supervised = (
             f"acc {entry['acc']:.4f} nmi {entry['nmi']:.4f} ari {entry['ari']:.4f} "
             f"purity {entry['purity']:.4f} | "
@@ -320,7 +320,8 @@ class ClusteringCallback(Callback):
             supervised,
             entry["silhouette"],
             entry["k"],
-            "-" if math.isnan(changed) else f"{changed:.2%}",
+            ("-" if math.isnan(changed) else f"{changed:.2%}")
+            + ("" if update.refreshes else " (scored only: since the last update)"),
             info["embed_s"],
             f"manifold {info['manifold_s']:.1f}s " if entry["manifold"] else "",
             info["cluster_s"],
