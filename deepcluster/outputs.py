@@ -94,11 +94,18 @@ def final_metrics(cfg: DictConfig, callback, datamodule, baseline: dict | None) 
     return jsonable(metrics)
 
 
-def write_results(out_dir: Path, metrics: dict, callback, datamodule) -> None:
-    """metrics.json, predictions.csv, codes.npy and the fitted clusterer (clusterer.joblib)."""
+def write_metrics(out_dir: Path, metrics: dict) -> None:
+    """metrics.json, written last and whole (a temporary file renamed): its presence is what
+    says a run finished, to a resume and to the reproduction."""
+    tmp = out_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, out_dir / "metrics.json")
+
+
+def write_results(out_dir: Path, callback, datamodule) -> None:
+    """predictions.csv, codes.npy and the fitted clusterer (clusterer.joblib)."""
     import joblib
 
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     labels = callback.labels
     columns = {"index": np.arange(len(labels))}
     if datamodule.paths is not None:
@@ -117,7 +124,7 @@ def write_results(out_dir: Path, metrics: dict, callback, datamodule) -> None:
             "centers": result.centers,  # (k, d) code-space means
             "predictor": result.predictor,  # assigns codes (or manifold coordinates) to clusters
             "manifold": callback.last_manifold_model
-            if metrics["history"][-1].get("manifold")
+            if callback.history[-1].get("manifold")
             else None,
         },
         out_dir / "clusterer.joblib",
@@ -185,8 +192,16 @@ def write_run_info(
     out_dir: Path, callback, started: float, resumed_from: str | None, skipped: list[str]
 ) -> None:
     """What varies between identical runs (timings, memory) lives apart from metrics.json."""
+    wall_s = time.perf_counter() - started + process_age_at(started)
+    own = resumed_from is not None and Path(resumed_from).resolve().is_relative_to(
+        out_dir.resolve()
+    )
+    earlier = callback.earlier_wall_s.get(callback.run_dir) if own else 0.0
     info = {
-        "wall_s": round(time.perf_counter() - started + process_age_at(started), 2),
+        "wall_s": round(wall_s, 2),  # this process
+        # with the earlier processes of a run resumed in its own folder (their fit time up to
+        # their last checkpoint); None: resumed from a checkpoint that did not record it
+        "wall_s_total": None if earlier is None else round(wall_s + earlier, 2),
         # process start → training start (interpreter, imports, data, model): with the
         # timings' elapsed_s it gives the time from the command to each clustering
         "startup_s": round(callback.fit_started - started + process_age_at(started), 2),

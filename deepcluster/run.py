@@ -135,6 +135,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds from
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = build_parts(cfg)
+    parts.callback.run_dir = str(out_dir.resolve())
     ckpt_dir = out_dir / "checkpoints"
     # every epoch end: the newest epochNNN-stepN.ckpt, and last.ckpt linking to it (what resume
     # loads). No "=" in the name (Lightning's default epoch=N-step=N.ckpt): Hydra's override
@@ -197,10 +198,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             else None
         )
         metrics = outputs.final_metrics(cfg, callback, dm, baseline)
-        outputs.write_results(out_dir, metrics, callback, dm)
+        outputs.write_results(out_dir, callback, dm)
         figures = outputs.write_figures(cfg, out_dir, metrics, callback, dm)
         log_final(loggers, metrics, figures)
         outputs.write_run_info(out_dir, callback, started, plan.ckpt, dm.skipped)
+        outputs.write_metrics(out_dir, metrics)  # last: a run with metrics.json is complete
         succeeded = True
     finally:
         finish_wandb(loggers, exit_code=0 if succeeded else 1)

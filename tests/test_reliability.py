@@ -99,9 +99,40 @@ def test_resume_after_sigkill_matches_uninterrupted_run(reference_runs, tmp_path
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     info = json.loads((out / "run_info.json").read_text())
     assert info["resumed_from"].endswith("last.ckpt")
+    # the killed process's training counts in the run's wall time
+    assert info["wall_s_total"] > info["wall_s"] + 1.0
     reference = reference_runs[0]
     assert (out / "metrics.json").read_text() == (reference / "metrics.json").read_text()
     assert (out / "predictions.csv").read_bytes() == (reference / "predictions.csv").read_bytes()
+
+
+def test_a_run_killed_after_its_refinement_stopped_resumes_to_the_same_result(tmp_path):
+    """Converged, checkpointed, killed before its results: the resume writes them, and
+    refines no further (the stop is in the checkpoint)."""
+    import shutil
+
+    stop_early = ["refine.tol=0.5", "refine.update_interval=0"]
+    done = tmp_path / "done"
+    proc = subprocess.run(
+        _cmd(*stop_early, f"hydra.run.dir={done}"), env=_env(), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((done / "metrics.json").read_text())
+    assert metrics["stop_reason"].startswith("converged") and metrics["epochs"] < 6
+    killed = tmp_path / "killed"
+    shutil.copytree(done, killed)
+    for name in ("metrics.json", "predictions.csv", "run_info.json", "codes.npy"):
+        (killed / name).unlink()
+    resumed = subprocess.run(
+        _cmd(*stop_early, f"hydra.run.dir={killed}", "ckpt_path=last"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "refinement had stopped" in resumed.stderr + resumed.stdout
+    assert (killed / "metrics.json").read_text() == (done / "metrics.json").read_text()
+    assert (killed / "predictions.csv").read_bytes() == (done / "predictions.csv").read_bytes()
 
 
 def test_checkpoint_loads_weights_only(reference_runs):

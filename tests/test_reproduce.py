@@ -24,6 +24,22 @@ def test_every_published_setting_is_there():
 
 def test_seeds_parse_as_a_count_or_a_list():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,4") == [0, 4]
+    assert parse_seeds("0,0,4") == [0, 4]  # one folder, one run
+
+
+def test_a_job_finished_since_the_plan_is_not_run_again(tmp_path, monkeypatch):
+    jobs = runner.plan(by_name("B/mnist_test"), [0, 0], tmp_path, True, "cpu", [])
+    ran = []
+
+    def fake_popen(cmd, **kwargs):
+        job_dir = next(a.split("=", 1)[1] for a in cmd if a.startswith("hydra.run.dir="))
+        ran.append(job_dir)
+        (tmp_path / job_dir / "metrics.json").write_text("{}")
+        return type("Done", (), {"poll": lambda self: 0, "returncode": 0})()
+
+    monkeypatch.setattr(runner.subprocess, "Popen", fake_popen)
+    assert runner.execute(jobs, log=lambda *_: None, poll_s=0) == []
+    assert len(jobs) == 3 and len(ran) == 2  # the repeated seed-0 run finds it finished
 
 
 def test_plan_shares_one_pretraining_and_runs_seed_zero_first(tmp_path):
@@ -103,28 +119,50 @@ def test_dry_run_prints_commands_and_time(tmp_path, capsys):
 def test_tables_put_published_beside_ours_and_say_what_is_missing(tmp_path):
     s = by_name("B/mnist_test")[0]
     runs = tmp_path / "runs"
-    for seed, acc in ((0, 0.88), (1, 0.86)):
+    gpu = {"cpu": "X", "threads": 2, "gpu": "G"}
+    for seed, acc in ((0, 0.88), (1, 0.86), (4, 0.87)):
         pre = runs / "pretrain" / s.pretrain_key(seed, False)
         pre.mkdir(parents=True)
-        (pre / "metrics.json").write_text(json.dumps({"epochs": 120 if seed else 200}))
+        (pre / "metrics.json").write_text("{}")
+        # seed 1's pretraining on a GPU, its run on the CPU; seed 4's resumed, untimed before
+        pre_info = {"machine": gpu if seed == 1 else {"cpu": "X", "threads": 2}, "wall_s": 600}
+        if seed == 4:
+            pre_info["resumed_from"] = str(pre / "checkpoints" / "last.ckpt")
+        (pre / "run_info.json").write_text(json.dumps(pre_info))
         run = runs / s.run_key(seed, False)
         run.mkdir(parents=True)
-        history = [{"epoch": 199, "phase": "cluster_only"}]
+        history = [{"epoch": 119 if seed == 1 else 199, "phase": "cluster_only"}]
         (run / "metrics.json").write_text(
             json.dumps({"acc": acc, "nmi": 0.8, "history": history, "stop_reason": "cluster_only"})
         )
-        (run / "run_info.json").write_text(json.dumps({"machine": {"cpu": "X", "threads": 2}}))
+        run_info = {"machine": {"cpu": "X", "threads": 2}, "wall_s": 30, "wall_s_total": 30}
+        (run / "run_info.json").write_text(json.dumps(run_info))
     entries = tables.collect([s], [0, 1, 2], runs, quick=False)
+    assert entries[0]["ours"]["seeds"] == [0, 1, 4]  # seed 4 ran by another command: it counts
     assert entries[0]["ours"]["acc_mean"] == pytest.approx(0.87)
-    assert entries[0]["published"]["acc"] == 0.8753
     js, md = tables.write(entries, tmp_path)
     text = md.read_text()
-    assert "0.8753 / 0.8410" in text and "0.8700 ± 0.0141" in text
-    assert "2 of 3" in text and "(fewer: 200 planned)" in text
+    assert "0.8753 / 0.8410" in text and "0.8700 ± 0.0100" in text
+    assert "3 of 4" in text and "(fewer: 200 planned)" in text
     every_run = text.split("## Every run")[1]
-    assert "| B/mnist_test | 1 | 0.8600 | 0.8000 | 120 | no refinement |" in every_run
-    assert every_run.count("| B/mnist_test |") == 2 and "X, 2 threads" in every_run
+    assert "| B/mnist_test | 1 | 0.8600 | 0.8000 | 120 | no refinement | 10 + 0.5 |" in every_run
+    assert "pretraining: G; run: X, 2 threads" in every_run  # each part where it ran
+    assert "| B/mnist_test | 4 | 0.8700 | 0.8000 | 200 | no refinement | ? + 0.5 |" in every_run
+    assert every_run.count("| B/mnist_test |") == 3
+    assert "G; X, 2 threads" in text.split("## Every run")[0]  # the row names both machines
     assert json.loads(js.read_text())[0]["setting"] == "B/mnist_test"
+
+
+def test_one_seed_has_no_spread_in_the_json(tmp_path):
+    s = by_name("N2D/mnist_test")[0]
+    run = tmp_path / s.run_key(0, False)
+    run.mkdir(parents=True)
+    history = [{"epoch": 199, "phase": "cluster_only"}]
+    (run / "metrics.json").write_text(
+        json.dumps({"acc": 0.9, "nmi": 0.8, "history": history, "stop_reason": "cluster_only"})
+    )
+    (ours,) = [e["ours"] for e in tables.collect([s], [0], tmp_path, quick=False)]
+    assert ours["acc_mean"] == 0.9 and ours["acc_sd"] is None and ours["nmi_sd"] is None
 
 
 def test_tables_cover_every_setting_and_quick_ones_go_elsewhere(tmp_path):

@@ -204,6 +204,17 @@ def test_patience_counts_survive_a_checkpoint():
     assert t.record(u, churn(labels, 6))[1]  # the second update without a new low
 
 
+def test_a_restored_stop_holds_unless_its_cap_was_raised():
+    s = ClusteringSchedule(refine=True, max_iterations=100)
+    assert not s.restored_stop()  # max_epochs: Lightning's own business
+    s.refine_steps, s.stop_reason = 100, "max_iterations: 100 refinement steps"
+    assert s.restored_stop()
+    s.max_iterations = 200  # resumed with a higher cap: refinement goes on
+    assert not s.restored_stop()
+    s.stop_reason = "converged: 0.1% of labels changed (< tol 0.5%)"
+    assert s.restored_stop()
+
+
 def test_schedule_state_round_trip():
     s = ClusteringSchedule(refine=True)
     s.record(Update("epoch", False, True, "pretrain"), np.array([0, 1, 1]))

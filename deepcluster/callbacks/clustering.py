@@ -103,6 +103,11 @@ class ClusteringCallback(Callback):
         self.last_embedding: np.ndarray | None = None  # (N, m) last manifold output
         self.last_manifold_model: Any = None  # the fitted manifold of the last manifold update
         self.fit_started = time.perf_counter()
+        # fit seconds of earlier processes, per run folder, up to their last checkpoint: a run
+        # resumed in its own folder adds them up; one continuing another folder's checkpoint
+        # (a shared pretraining) keeps that folder's apart
+        self.run_dir: str | None = None  # this process's run folder (set by run.py)
+        self.earlier_wall_s: dict[str, float] = {}
 
     @property
     def stop_reason(self) -> str:
@@ -230,6 +235,14 @@ class ClusteringCallback(Callback):
         self.fit_started = time.perf_counter()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.refining and self.schedule.restored_stop():
+            # the checkpoint's refinement had stopped (its process ended before its results):
+            # refining on would not be the run it was. Its history is complete; one more
+            # refinement pass over the same weights gives its final labels and codes back
+            log.info("the checkpoint's refinement had stopped (%s)", self.schedule.stop_reason)
+            self._update(trainer, pl_module, Update("epoch", False, False, "refine", False))
+            trainer.should_stop = True
+            return
         update = self.schedule.at_train_start(trainer.current_epoch, pl_module.refining)
         if update is not None:
             info = self._update(trainer, pl_module, update)
@@ -336,12 +349,22 @@ class ClusteringCallback(Callback):
             "k_now": self.k_now,
             "schedule": self.schedule.state_dict(),
             "target_rms": self.target_rms,
+            "wall_s_by_folder": self.wall_s_by_folder(),
         }
+
+    def wall_s_by_folder(self) -> dict[str, float]:
+        """Fit seconds per run folder: earlier processes' and this one's so far."""
+        walls = dict(self.earlier_wall_s)
+        if self.run_dir is not None:
+            now = time.perf_counter() - self.fit_started
+            walls[self.run_dir] = walls.get(self.run_dir, 0.0) + now
+        return walls
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
         self.timings = list(state_dict.get("timings", []))
         self.target_rms = state_dict.get("target_rms")
+        self.earlier_wall_s = dict(state_dict.get("wall_s_by_folder", {}))  # none before 0.3
         labels = state_dict.get("labels")
         self.labels = None if labels is None else labels.numpy()
         if "schedule" in state_dict:

@@ -182,6 +182,14 @@ class ClusteringSchedule:
             return True
         return False
 
+    def restored_stop(self) -> bool:
+        """Did the checkpoint's refinement stop by a rule that still holds? (Converged and
+        patience do; a step cap does unless it was raised; max_epochs is Lightning's own.)"""
+        reason = self.stop_reason
+        if reason.startswith("max_iterations"):
+            return self.cap_reached
+        return reason.startswith(("converged", "patience"))
+
     # --- checkpointed state ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -20,9 +20,9 @@ from deepcluster.reproduce.settings import SETTINGS
 
 
 def parse_seeds(text: str) -> list[int]:
-    """ "3" → seeds 0, 1, 2; "0,4" → seeds 0 and 4."""
+    """ "3" → seeds 0, 1, 2; "0,4" → seeds 0 and 4 (each once, in the order given)."""
     if "," in text:
-        return [int(s) for s in text.split(",") if s != ""]
+        return list(dict.fromkeys(int(s) for s in text.split(",") if s != ""))
     n = int(text)
     if n < 1:
         raise argparse.ArgumentTypeError(

@@ -138,6 +138,10 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 continue  # its pretraining is still to come
             pending.remove(job)
             started += 1
+            if job.done:  # finished since the plan was made (another process, a repeated job)
+                log(f"[{started}/{total}] done already: {job.run_dir}")
+                unfinished.discard(id(job))
+                continue
             if parent is not None and not parent.done:
                 log(f"[{started}/{total}] skip {job.run_dir}: its pretraining failed")
                 unfinished.discard(id(job))

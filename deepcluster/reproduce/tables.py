@@ -15,16 +15,47 @@ def _read(path: Path) -> dict:
 
 
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample sd; one seed has no spread (None)."""
     if not values:
         return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def seeds_on_disk(setting: Setting, root: Path, quick: bool) -> set[int]:
+    """The seeds of every finished run of `setting` under root, whatever command ran them."""
+    prefix = setting.name.replace("/", "-") + "-s"
+    found = set()
+    for path in root.glob(f"{prefix}*/metrics.json"):
+        seed = path.parent.name[len(prefix) :].removesuffix("-quick")
+        if seed.isdigit() and path.parent.name == setting.run_key(int(seed), quick):
+            found.add(int(seed))
+    return found
+
+
+def _wall(info: dict, folder: Path) -> float | None:
+    """A part's wall seconds, earlier processes of a resumed run included; None: unknown."""
+    if "wall_s_total" in info:
+        return info["wall_s_total"]
+    resumed = info.get("resumed_from")  # run_info.json before 0.3: this process only
+    if resumed and Path(resumed).parent.parent.name == folder.name:  # its own checkpoints
+        return None  # (by name: the folder may have been elsewhere when it ran)
+    return info.get("wall_s")
+
+
+def _trained_epochs(m: dict) -> int:
+    """Reconstruction epochs behind a run, from its own history (what its checkpoint had)."""
+    last = m["history"][-1] if m["history"] else {}
+    if last.get("phase") == "cluster_only":
+        return int(last["epoch"]) + 1
+    return sum(h.get("phase") == "pretrain" for h in m["history"])
 
 
 def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) -> list[dict]:
+    """One entry per setting, over the seeds asked for and every seed found on disk."""
     entries = []
     for s in settings:
-        runs = []
-        for seed in seeds:
+        runs, planned = [], sorted(set(seeds) | seeds_on_disk(s, root, quick))
+        for seed in planned:
             run_dir = root / s.run_key(seed, quick)
             if not (run_dir / "metrics.json").is_file():
                 continue
@@ -32,8 +63,9 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
             info = _read(run_dir / "run_info.json")
             pre_dir = root / "pretrain" / s.pretrain_key(seed, quick)
             pre = _read(pre_dir / "run_info.json")
-            trained = _read(pre_dir / "metrics.json").get("epochs", 0)  # reconstruction epochs
+            trained = _trained_epochs(m)
             refined = sum(h.get("phase") == "refine" for h in m["history"])
+            walls = [_wall(pre, pre_dir), _wall(info, run_dir)]
             runs.append(
                 {
                     "seed": seed,
@@ -42,17 +74,16 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
                     "epochs": f"{trained}+{refined}" if s.refine else str(trained),
                     "stop_reason": m["stop_reason"],
                     "dir": str(run_dir),
-                    "machine": (pre.get("machine") or info.get("machine") or {}),
-                    "wall_s": (  # unknown when either part's run_info.json is missing
-                        info["wall_s"] + pre["wall_s"]
-                        if "wall_s" in info and "wall_s" in pre
-                        else None
-                    ),
+                    # the pretraining and the run may have run on different machines
+                    "machine": pre.get("machine") or {},
+                    "run_machine": info.get("machine") or {},
+                    "wall_s": walls[0] + walls[1] if None not in walls else None,
+                    "wall_parts_s": walls,  # pretraining, run; None where unknown
                 }
             )
         acc, acc_sd = _mean_sd([r["acc"] for r in runs])
         nmi, nmi_sd = _mean_sd([r["nmi"] for r in runs])
-        machines = sorted({_machine(r["machine"]) for r in runs})
+        machines = sorted({_machine(r[key]) for r in runs for key in ("machine", "run_machine")})
         entries.append(
             {
                 "paper": s.paper,
@@ -75,10 +106,13 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
                     "seeds": [r["seed"] for r in runs],
                     "runs": runs,
                 },
-                "seeds_planned": seeds,
+                "seeds_planned": planned,
                 "pretrain_epochs_planned": s.pretrain_epochs(quick),
                 "machine": machines,
-                "commit": sorted({r["machine"].get("commit") for r in runs} - {None}),
+                "commit": sorted(
+                    {r[key].get("commit") for r in runs for key in ("machine", "run_machine")}
+                    - {None}
+                ),
             }
         )
     return entries
@@ -89,6 +123,17 @@ def _machine(m: dict) -> str:
         return "unknown"
     threads = m.get("threads")
     return str(m.get("gpu") or f"{m.get('cpu')}, {threads} thread{'s' if threads != 1 else ''}")
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return f"{seconds / 60:.{0 if seconds >= 600 else 1}f}"
+
+
+def _run_machines(r: dict) -> str:
+    pre, run = _machine(r["machine"]), _machine(r["run_machine"])
+    return pre if pre == run else f"pretraining: {pre}; run: {run}"
 
 
 def _fmt(mean, sd, n: int) -> str:
@@ -125,7 +170,9 @@ def markdown(entries: list[dict]) -> str:
         "",
         "Published figures: " + "; ".join(sources) + ". ACC / NMI: mean ± sd over the "
         "seeds that ran; epochs: reconstruction epochs (+ refinement epochs), marked when "
-        "fewer than the schedule's.",
+        "fewer than the schedule's; machine: every machine that ran a part (pretraining or "
+        "run). Wall times: ? where a part's time is unknown (a run_info.json missing, or a "
+        "resumed run whose earlier processes were not timed).",
     ]
     return "\n".join(lines + per_seed(entries)) + "\n"
 
@@ -136,18 +183,18 @@ def per_seed(entries: list[dict]) -> list[str]:
         "",
         "## Every run",
         "",
-        "| setting | seed | ACC | NMI | epochs | stopped | wall (pretraining + run) | machine | "
-        "folder |",
+        "| setting | seed | ACC | NMI | epochs | stopped | wall, min (pretraining + run) | "
+        "machine | folder |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         for r in e["ours"]["runs"]:
-            wall = r.get("wall_s") or 0
-            minutes = f"{wall / 60:.{0 if wall >= 600 else 1}f} min" if wall else "–"
+            pre_s, run_s = r.get("wall_parts_s", [None, None])
+            minutes = f"{_minutes(pre_s)} + {_minutes(run_s)}"
             stopped = r["stop_reason"].split(":")[0].replace("cluster_only", "no refinement")
             lines.append(
                 f"| {e['setting']} | {r['seed']} | {r['acc']:.4f} | {r['nmi']:.4f} | "
-                f"{r['epochs']} | {stopped} | {minutes} | {_machine(r['machine'])} | "
+                f"{r['epochs']} | {stopped} | {minutes} | {_run_machines(r)} | "
                 f"`{r['dir']}` |"
             )
     return lines if len(lines) > 5 else []  # a header alone says nothing
