@@ -10,7 +10,9 @@ from pathlib import Path
 
 
 @cache
-def describe() -> dict[str, object]:
+def describe(ran_on_gpu: bool = True) -> dict[str, object]:
+    """The machine: CPU model and vector units, cores, torch threads, the GPU (None when there
+    is none, or `ran_on_gpu` is False: a CPU run on a machine that has one), torch, commit."""
     import torch
 
     name, flags = platform.processor() or platform.machine(), ""
@@ -29,7 +31,7 @@ def describe() -> dict[str, object]:
         "cpu": f"{name} ({isa})" if isa else name,
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(0) if ran_on_gpu and torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "commit": commit(),
     }

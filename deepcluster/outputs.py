@@ -188,6 +188,12 @@ def process_age_at(moment: float) -> float:
     return max(0.0, age_now - (time.perf_counter() - moment))
 
 
+def _used_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
 def write_run_info(
     out_dir: Path, callback, started: float, resumed_from: str | None, skipped: list[str]
 ) -> None:
@@ -211,7 +217,7 @@ def write_run_info(
         "skipped": skipped[:100],
         "timings": jsonable(callback.timings),
         "ddp_rank_agreement_checks": callback.rank_checks,
-        "machine": describe(),
+        "machine": describe(ran_on_gpu=_used_cuda()),
         "command": command_line(),
     }
     (out_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -166,3 +166,20 @@ def test_rerunning_the_bench_keeps_its_time_to_accuracy_entries(tmp_path):
     out.write_text(json.dumps({"time_to_accuracy": [entry]}))
     (specs,) = _bench.previous_time_to_acc(out)
     assert _bench.time_to_acc_entry(specs) == entry
+
+
+def test_a_cpu_run_on_a_gpu_machine_does_not_claim_the_gpu(monkeypatch):
+    import torch
+
+    from deepcluster import outputs
+    from deepcluster.machine import describe
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Some GPU")
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)  # nothing ran on it
+    describe.cache_clear()
+    try:
+        assert describe()["gpu"] == "Some GPU"  # the machine has one (the benchmark's view)
+        assert describe(ran_on_gpu=outputs._used_cuda())["gpu"] is None  # the run's view
+    finally:
+        describe.cache_clear()
