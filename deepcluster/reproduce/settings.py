@@ -51,7 +51,7 @@ def _method_a() -> list[Setting]:
                     published = (
                         {"acc": 0.9575, "nmi": 0.9106, "source": REFERENCE_A}
                         if short == "mnist"
-                        else {"acc": 0.5664, "nmi": None, "source": "paper"}
+                        else {"acc": 0.5664, "nmi": None, "source": "method A's paper"}
                     )
                 out.append(
                     Setting(
@@ -84,7 +84,7 @@ SETTINGS: list[Setting] = [
         10,
         "ward",
         False,
-        {"acc": 0.9563, "nmi": 0.9192, "source": "paper"},
+        {"acc": 0.9563, "nmi": 0.9192, "source": "method B's paper"},
     ),
     Setting(
         "B/mnist_test",
@@ -97,7 +97,7 @@ SETTINGS: list[Setting] = [
         10,
         "ward",
         False,
-        {"acc": 0.8753, "nmi": 0.8410, "source": "paper"},
+        {"acc": 0.8753, "nmi": 0.8410, "source": "method B's paper"},
     ),
     Setting(
         "N2D/mnist",

@@ -148,12 +148,16 @@ def markdown(entries: list[dict]) -> str:
         "epochs | machine |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    # each published figure is marked with its source: [1], [2], … below the table
+    sources = list(dict.fromkeys(e["published"]["source"] for e in entries if e["published"]))
     for e in entries:
         pub = e["published"] or {}
         published = (
             "–"
             if not pub
-            else f"{pub['acc']:.4f} / " + ("–" if pub.get("nmi") is None else f"{pub['nmi']:.4f}")
+            else f"{pub['acc']:.4f} / "
+            + ("–" if pub.get("nmi") is None else f"{pub['nmi']:.4f}")
+            + f" [{sources.index(pub['source']) + 1}]"
         )
         o = e["ours"]
         planned = len(e["seeds_planned"])
@@ -165,10 +169,11 @@ def markdown(entries: list[dict]) -> str:
             f"{seeds} | {_epochs(e)} | "
             f"{'; '.join(e['machine']) or '–'} |"
         )
-    sources = sorted({e["published"]["source"] for e in entries if e["published"]})
     lines += [
         "",
-        "Published figures: " + "; ".join(sources) + ". ACC / NMI: mean ± sd over the "
+        "Published figures: "
+        + "; ".join(f"[{i}] {source}" for i, source in enumerate(sources, 1))
+        + ". ACC / NMI: mean ± sd over the "
         "seeds that ran; epochs: reconstruction epochs (+ refinement epochs), marked when "
         "fewer than the schedule's; machine: every machine that ran a part (pretraining or "
         "run). Wall times: ? where a part's time is unknown (a run_info.json missing, or a "
