@@ -174,3 +174,18 @@ def test_tables_cover_every_setting_and_quick_ones_go_elsewhere(tmp_path):
     assert main(["--tables-only", "--quick", "--only", "B/*", "--root", str(tmp_path)]) == 0
     assert (tmp_path / "reproduction_quick.json").is_file()
     assert json.loads((tmp_path / "reproduction.json").read_text()) == entries
+
+
+def test_a_folder_started_with_other_settings_is_not_continued(tmp_path, monkeypatch):
+    """`--root R … data.root=X` then the same with data.root=Y: the second would continue
+    the first's pretraining with other data; it refuses and says why."""
+    first = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", ["data.root=X"])
+    assert first[0].claim() is None and first[0].claim() is None  # new, then its own
+    on_gpu = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "gpu", ["data.root=X"])
+    assert on_gpu[0].claim() is None  # the same run on another device
+    other = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", ["data.root=Y"])
+    monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: pytest.fail("ran"))
+    said = []
+    failed = runner.execute(other[:1], log=said.append)
+    assert failed == other[:1]
+    assert "data.root=X, data.root=Y" in said[-1] and "another --root" in said[-1]

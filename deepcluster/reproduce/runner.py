@@ -5,6 +5,7 @@ its last checkpoint."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,6 +43,29 @@ class Job:
     @property
     def checkpoint(self) -> Path:
         return self.run_dir / "checkpoints" / "last.ckpt"
+
+    @property
+    def identity(self) -> list[str]:
+        """What makes this run this run: its overrides but the device and the logging (a run
+        may start on a GPU and be continued on a CPU)."""
+        return [o for o in self.overrides if o not in COMMON and o != "trainer=gpu"]
+
+    def claim(self) -> str | None:
+        """Before a start: None if the folder is new or holds this same run (then it is
+        marked so: plan.json), else why the run cannot go on there."""
+        path = self.run_dir / "plan.json"
+        if path.is_file():
+            before = json.loads(path.read_text())
+            if before != self.identity:
+                changed = ", ".join(sorted(set(before) ^ set(self.identity)))
+                return (
+                    f"{self.run_dir} holds a run started with other settings ({changed}): "
+                    "continuing it would mix the two. Use another --root, or move that folder away"
+                )
+            return None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.identity) + "\n")
+        return None
 
 
 def plan(
@@ -147,9 +171,14 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 unfinished.discard(id(job))
                 failed.append(job)
                 continue
+            refused = job.claim()
+            if refused is not None:
+                log(f"[{started}/{total}] skip: {refused}")
+                unfinished.discard(id(job))
+                failed.append(job)
+                continue
             cmd = command(job, parent)
             log(f"[{started}/{total}] {' '.join(cmd[2:])}")
-            job.run_dir.mkdir(parents=True, exist_ok=True)
             fh = (job.run_dir / "reproduce.log").open("a")
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
             running[proc] = (job, time.time(), fh)
