@@ -90,7 +90,8 @@ def cluster_only(ckpt_path: str, parts) -> None:
     import torch
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    parts.module.on_load_checkpoint(ckpt)  # moves 0.1's buffers out of the weights
+    # moves 0.1's buffers out of the weights; any refine.method reads any checkpoint here
+    parts.module.on_load_checkpoint(ckpt, continuing=False)
     parts.module.load_state_dict(ckpt["state_dict"])
     cluster_once(parts, int(ckpt.get("epoch", 0)))
     parts.callback.schedule.stop_reason = f"cluster_only: {ckpt_path}"

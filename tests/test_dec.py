@@ -128,6 +128,17 @@ def test_dec_run_resumed_inside_refinement_equals_the_uninterrupted_run(compose,
         w_opt["state"][centres_id]["exp_avg_sq"], r_opt["state"][centres_id]["exp_avg_sq"]
     )
     assert w_opt["state"][centres_id]["step"] == r_opt["state"][centres_id]["step"]
+    # clustering it once (trainer.max_epochs=0) works whatever refine says: nothing trains
+    read = run(
+        compose(
+            *TINY_DEC,
+            "refine=dekm",
+            "trainer.max_epochs=0",
+            f"output_dir={tmp_path / 'read'}",
+            f"ckpt_path={part}/checkpoints/last.ckpt",
+        )
+    )
+    assert read["stop_reason"].startswith("cluster_only")
     # the other method cannot go on with DEC's targets: it says so, and how to go on
     with pytest.raises(ConfigError, match="resume with refine.method=dec"):
         run(

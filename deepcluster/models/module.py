@@ -120,7 +120,9 @@ class DeepClusterModule(L.LightningModule):
             "method": self.refine_method,
         }
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
+    def on_load_checkpoint(self, checkpoint: dict, continuing: bool = True) -> None:
+        """Refinement state and DEC's centres back from a checkpoint. `continuing`: training
+        goes on from it (False: it is only embedded and clustered, any method will do)."""
         state = checkpoint.get("refinement")
         weights = checkpoint.get("state_dict", {})
         if state is None and "targets" in weights:  # checkpoints of 0.1, where they were buffers
@@ -129,7 +131,7 @@ class DeepClusterModule(L.LightningModule):
             # a checkpoint inside one refinement cannot go on with the other's targets; one
             # saved before refinement (no targets) starts either
             method = state.get("method", "dec" if "centers" in weights else "dekm")
-            if state["targets"].numel() > 0 and method != self.refine_method:
+            if continuing and state["targets"].numel() > 0 and method != self.refine_method:
                 raise ConfigError(
                     f"refine.method={self.refine_method}, but the checkpoint stopped inside "
                     f"refine.method={method}'s refinement: resume with refine.method={method}, "
