@@ -73,7 +73,7 @@ class Predictor:
             instantiate(self.cfg.model, "model"), embed_batch_size=int(self.cfg.embed_batch_size)
         )
         weights = torch.load(ckpt, map_location="cpu", weights_only=True)
-        self.module.on_load_checkpoint(weights)
+        self.module.on_load_checkpoint(weights, continuing=False)  # any refine.method
         self.module.load_state_dict(weights["state_dict"])
         self.module.eval()
         self.state = joblib.load(state)

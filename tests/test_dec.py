@@ -139,6 +139,12 @@ def test_dec_run_resumed_inside_refinement_equals_the_uninterrupted_run(compose,
         )
     )
     assert read["stop_reason"].startswith("cluster_only")
+    from deepcluster.predict import Predictor  # and its model loads to assign new images
+
+    predictor = Predictor(tmp_path / "read")
+    images = torch.randint(0, 256, (5, predictor.channels, predictor.image_size, 28))
+    clusters, codes = predictor(images[..., : predictor.image_size].to(torch.uint8))
+    assert clusters.shape == (5,) and codes.shape == (5, 10)
     # the other method cannot go on with DEC's targets: it says so, and how to go on
     with pytest.raises(ConfigError, match="resume with refine.method=dec"):
         run(
