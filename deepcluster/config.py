@@ -192,6 +192,7 @@ def validate(cfg: DictConfig) -> None:
         cfg.k_search.max >= cfg.k_search.min,
         f"k_search.max={cfg.k_search.max} must be >= k_search.min={cfg.k_search.min}",
     )
+    _check_method_options(cfg.refine)
     from deepcluster.models.base import ACTIVATIONS
 
     name = cfg.activation.name
@@ -205,6 +206,25 @@ def validate(cfg: DictConfig) -> None:
         "checkpoint with ckpt_path=<run dir>/checkpoints/last.ckpt",
     )
     _check_accelerator(cfg)
+
+
+def _check_method_options(refine: DictConfig) -> None:
+    """An option of one refinement method set while the other runs would do nothing: say so
+    rather than run without it."""
+    if refine.method == "dec":
+        require(
+            refine.target_scale == "free",
+            f"refine.target_scale={refine.target_scale!r} is method A's option (refine.method="
+            "dekm); DEC's targets sharpen soft assignments and have no scale. Drop it, or use "
+            "refine=dekm",
+        )
+    else:
+        require(
+            refine.alpha == 1.0,
+            f"refine.alpha={refine.alpha!r} is DEC's Student-t degrees of freedom (refine="
+            "dec); method A's refinement (refine.method=dekm) has none. Drop it, or use "
+            "refine=dec",
+        )
 
 
 def _check_accelerator(cfg: DictConfig) -> None:

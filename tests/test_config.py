@@ -142,6 +142,20 @@ def test_bad_values_name_the_key(compose, override, key):
 
 
 @pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (("refine=dec", "refine.target_scale=fixed"), "target_scale='fixed' is method A's"),
+        (("refine=dekm", "refine.alpha=0.5"), "alpha=0.5 is DEC's"),
+    ],
+)
+def test_an_option_of_the_other_refinement_method_is_refused(compose, overrides, message):
+    """It would do nothing, silently."""
+    with pytest.raises(ConfigError, match=message):
+        validate_config(compose(*overrides))
+    validate_config(compose(overrides[0]))  # each method's own defaults pass
+
+
+@pytest.mark.parametrize(
     "launcher, target", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")]
 )
 def test_launcher_configs_compose(launcher, target):

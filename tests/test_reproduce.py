@@ -189,3 +189,58 @@ def test_a_folder_started_with_other_settings_is_not_continued(tmp_path, monkeyp
     failed = runner.execute(other[:1], log=said.append)
     assert failed == other[:1]
     assert "data.root=X, data.root=Y" in said[-1] and "another --root" in said[-1]
+
+
+def test_a_pretraining_finished_elsewhere_trains_again_for_runs_still_to_do(tmp_path, monkeypatch):
+    """A fresh clone holds a pretraining's metrics.json, not its checkpoint: a setting still to
+    run would fail on the missing file. The pretraining counts as done only while every run that
+    continues it is done; else it is trained again first."""
+    pre, setting = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", [])
+    pre.run_dir.mkdir(parents=True)
+    (pre.run_dir / "metrics.json").write_text("{}")
+    assert not pre.done
+    ran, said = [], []
+
+    def fake_popen(cmd, **kwargs):
+        job_dir = next(a.split("=", 1)[1] for a in cmd if a.startswith("hydra.run.dir="))
+        ran.append(job_dir)
+        if job_dir == str(pre.run_dir):
+            assert not (pre.run_dir / "metrics.json").exists()  # a failure leaves it undone
+            pre.checkpoint.parent.mkdir(parents=True)
+            pre.checkpoint.write_text("x")
+        (tmp_path / job_dir / "metrics.json").write_text("{}")
+        return type("Done", (), {"poll": lambda self: 0, "returncode": 0})()
+
+    monkeypatch.setattr(runner.subprocess, "Popen", fake_popen)
+    assert runner.execute([pre, setting], log=said.append, poll_s=0) == []
+    assert ran == [str(pre.run_dir), str(setting.run_dir)]
+    assert any("checkpoint is not here; 1 runs continue it: training it again" in s for s in said)
+    pre.checkpoint.unlink()
+    assert pre.done  # every run that continues it is done: nothing to train again
+
+
+def test_the_estimate_counts_what_an_interrupted_pretraining_trained(tmp_path):
+    import torch
+
+    pre, setting = runner.plan(by_name("B/mnist_test"), [0], tmp_path, False, "cpu", [])
+    assert pre.epochs == 200 and pre.remaining_s() == pre.estimate_s
+    pre.checkpoint.parent.mkdir(parents=True)
+    torch.save({"epoch": 99}, pre.checkpoint)  # epochs 0-99 trained
+    assert pre.remaining_s() == pytest.approx(pre.estimate_s / 2)
+    assert setting.remaining_s() == setting.estimate_s
+
+
+def test_printed_commands_are_shell_quoted(tmp_path, capsys):
+    main(
+        [
+            "--dry-run",
+            "--only",
+            "B/mnist_test",
+            "--seeds",
+            "1",
+            "--root",
+            str(tmp_path),
+            "data.root=/my data",
+        ]
+    )
+    assert "'data.root=/my data'" in capsys.readouterr().out

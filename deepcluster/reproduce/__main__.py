@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import shlex
 import sys
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.root / "runs"
     jobs = runner.plan(chosen, args.seeds, runs, args.quick, args.device, args.overrides)
     todo = [j for j in jobs if not j.done]
-    hours = sum(j.estimate_s for j in todo) / 3600
+    hours = sum(j.remaining_s() for j in todo) / 3600
     print(
         f"{len(chosen)} settings × {len(args.seeds)} seeds: {len(jobs)} runs, {len(todo)} to "
         f"do, ≈ {hours:.1f} h on "
@@ -97,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         parent_of = runner.parents(jobs)
         for job in todo:
             print(
-                " ".join(runner.command(job, parent_of.get(id(job)))[2:]),
-                f"  # ≈ {job.estimate_s / 60:.0f} min",
+                shlex.join(runner.command(job, parent_of.get(id(job)))[2:]),
+                f"  # ≈ {job.remaining_s() / 60:.0f} min",
             )
         return 0
     failed = [] if args.tables_only else runner.execute(jobs, at_once=max(1, args.jobs))

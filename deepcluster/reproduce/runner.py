@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -33,12 +34,33 @@ COMMON = ["logger=csv", "trainer.enable_progress_bar=false"]
 class Job:
     run_dir: Path
     overrides: list[str]
-    estimate_s: float
+    estimate_s: float  # the whole run's, from nothing
     after: list[Job] = field(default_factory=list)  # runs that continue this one
+    epochs: int = 0  # a pretraining's reconstruction epochs (0: a setting's run)
+
+    @property
+    def finished(self) -> bool:
+        return (self.run_dir / "metrics.json").is_file()
 
     @property
     def done(self) -> bool:
-        return (self.run_dir / "metrics.json").is_file()
+        """Finished, and, for a pretraining, still of use to the runs that continue it: a
+        fresh clone holds a finished pretraining's metrics.json but never its checkpoint."""
+        if not self.finished:
+            return False
+        return self.checkpoint.is_file() or all(child.done for child in self.after)
+
+    def remaining_s(self) -> float:
+        """The estimate less what an interrupted pretraining already trained."""
+        if not (self.epochs and self.checkpoint.is_file()):
+            return self.estimate_s
+        try:
+            import torch
+
+            trained = torch.load(self.checkpoint, map_location="cpu", weights_only=False)["epoch"]
+        except Exception:  # unreadable (being written): assume nothing done
+            return self.estimate_s
+        return self.estimate_s * max(0.0, 1 - (trained + 1) / self.epochs)
 
     @property
     def checkpoint(self) -> Path:
@@ -101,6 +123,7 @@ def plan(
                         *extra,
                     ],
                     epochs * n * SECONDS_PER_IMAGE_EPOCH[device][s.model],
+                    epochs=epochs,
                 )
                 jobs.append(pretrains[key])
             run = Job(
@@ -166,7 +189,7 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 log(f"[{started}/{total}] done already: {job.run_dir}")
                 unfinished.discard(id(job))
                 continue
-            if parent is not None and not parent.done:
+            if parent is not None and not parent.finished:
                 log(f"[{started}/{total}] skip {job.run_dir}: its pretraining failed")
                 unfinished.discard(id(job))
                 failed.append(job)
@@ -177,8 +200,15 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 unfinished.discard(id(job))
                 failed.append(job)
                 continue
+            if job.finished:  # a pretraining without its checkpoint (see Job.done)
+                waiting = sum(not child.done for child in job.after)
+                log(
+                    f"[{started}/{total}] {job.run_dir} finished elsewhere and its checkpoint "
+                    f"is not here; {waiting} runs continue it: training it again"
+                )
+                (job.run_dir / "metrics.json").unlink()  # not done until the new one finishes
             cmd = command(job, parent)
-            log(f"[{started}/{total}] {' '.join(cmd[2:])}")
+            log(f"[{started}/{total}] {shlex.join(cmd[2:])}")
             fh = (job.run_dir / "reproduce.log").open("a")
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
             running[proc] = (job, time.time(), fh)
