@@ -18,6 +18,7 @@ from deepcluster.clustering.kmeans import kmeans
 from deepcluster.machine import describe
 
 BASELINE_SAMPLE = 10_000
+BASELINE_SIDE = 32  # larger images are averaged down to this side first (memory, time)
 
 
 def jsonable(value: Any) -> Any:
@@ -36,12 +37,22 @@ def jsonable(value: Any) -> Any:
 def pixel_baseline(images, labels: np.ndarray | None, k: int, seed: int) -> dict[str, Any]:
     """k-means on the raw input pixels (same k and seed; a fixed sample of at most 10 000):
     what clustering gets without the autoencoder."""
+    import torch.nn.functional as F
+
     rng = np.random.default_rng(seed)
     n = len(images)
     idx = np.sort(rng.choice(n, size=min(n, BASELINE_SAMPLE), replace=False))
-    x = images[idx].reshape(len(idx), -1).float().div(255.0).cpu().numpy()  # (n, C·H·W)
-    res = kmeans(x, k, n_init=10, seed=seed)
+    side = images.shape[-1]
+    parts = []
+    for chunk in np.array_split(idx, max(1, len(idx) // 1000)):  # no float copy of them all
+        x = images[chunk].float().div_(255.0)
+        if side > BASELINE_SIDE:  # large images: their area means, ≤ 32 × 32 per channel
+            x = F.adaptive_avg_pool2d(x, BASELINE_SIDE)
+        parts.append(x.reshape(len(chunk), -1).cpu().numpy())
+    res = kmeans(np.concatenate(parts), k, n_init=10, seed=seed)
     out: dict[str, Any] = {"method": "k-means on pixels", "n": len(idx), "k": k}
+    if side > BASELINE_SIDE:
+        out["pixels"] = f"{side}×{side} averaged to {BASELINE_SIDE}×{BASELINE_SIDE}"
     if labels is not None:
         scores = clustering_scores(labels[idx], res.labels)
         out.update(acc=scores["acc"], nmi=scores["nmi"])
@@ -137,9 +148,9 @@ def write_figures(cfg: DictConfig, out_dir: Path, metrics: dict, callback, datam
     if not cfg.plots or callback.last_codes is None:
         return {}
     fig_dir, labels, y = out_dir / "figures", callback.labels, datamodule.labels
-    score = (
-        f"ACC {metrics['acc']:.3f}" if y is not None else f"silhouette {metrics['silhouette']:.3f}"
-    )
+    shown = ("ACC", metrics["acc"]) if y is not None else ("silhouette", metrics["silhouette"])
+    # silhouette is None when every image fell into one cluster (e.g. a collapsed refinement)
+    score = f"{shown[0]} {shown[1]:.3f}" if shown[1] is not None else f"{shown[0]} –"
     title = f"{cfg.dataset.name} k={metrics['k']} {cfg.activation.name}: {score}"
     figures = {
         "cluster_samples": plots.cluster_samples(

@@ -190,42 +190,56 @@ def dendrogram(linkage: np.ndarray, k: int, path: Path, title: str = "", top: in
 
 
 # --- sweep reports ---------------------------------------------------------------------
-def acc_vs_k(rows: Sequence[dict], path: Path, title: str = "") -> Path:
-    """Bar chart: final ACC per k, one bar per activation (the papers' k × activation figure)."""
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("k") is not None]
+SCORE_NAMES = {"acc": "ACC", "silhouette": "silhouette"}
+
+
+def acc_vs_k(rows: Sequence[dict], path: Path, title: str = "", score: str = "acc") -> Path:
+    """Bar chart: final ACC (or, without labels, silhouette) per k, one bar per activation
+    (the papers' k × activation figure)."""
+    name = SCORE_NAMES[score]
+    ok = [
+        r
+        for r in rows
+        if r.get("status") == "ok" and r.get("k") is not None and r.get(score) is not None
+    ]
     ks = sorted({int(r["k"]) for r in ok})
     groups = sorted({str(r.get("activation")) for r in ok})
     width = 0.8 / max(len(groups), 1)
     fig, ax = plt.subplots(figsize=(1.2 * max(len(ks), 2) + 2.5, 3.8))
     for g, group in enumerate(groups):
-        accs = []
+        values = []
         for k in ks:
-            vals = [r["acc"] for r in ok if int(r["k"]) == k and str(r.get("activation")) == group]
-            accs.append(np.mean(vals) if vals else np.nan)
+            vals = [r[score] for r in ok if int(r["k"]) == k and str(r.get("activation")) == group]
+            values.append(np.mean(vals) if vals else np.nan)
         xs = np.arange(len(ks)) + (g - (len(groups) - 1) / 2) * width
-        bars = ax.bar(xs, accs, width, label=group)
+        bars = ax.bar(xs, values, width, label=group)
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(range(len(ks)), [f"k={k}" for k in ks])
-    ax.set_ylabel("ACC")
-    ax.set_ylim(0, 1.15)  # headroom for the legend above the bars
-    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_ylabel(name)
+    if score == "acc":
+        ax.set_ylim(0, 1.15)  # headroom for the legend above the bars
+        ax.set_yticks(np.linspace(0, 1, 6))
     ax.legend(title="activation", loc="upper center", ncol=max(len(groups), 1), fontsize=8)
-    ax.set_title(title or "final ACC per k and activation")
+    ax.set_title(title or f"final {name} per k and activation")
     return _save(fig, path)
 
 
-def acc_vs_epoch(runs: Sequence[tuple[str, Sequence[dict]]], path: Path, title: str = "") -> Path:
-    """ACC per epoch, one line per job: runs = [(label, history), …]."""
+def acc_vs_epoch(
+    runs: Sequence[tuple[str, Sequence[dict]]], path: Path, title: str = "", score: str = "acc"
+) -> Path:
+    """ACC (or silhouette) per epoch, one line per job: runs = [(label, history), …]."""
+    name = SCORE_NAMES[score]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, history in runs:
-        history = [h for h in history if h.get("acc") is not None]
-        ax.plot([h["epoch"] for h in history], [h["acc"] for h in history], "o-", ms=3, label=label)
+        history = [h for h in history if h.get(score) is not None]
+        ax.plot([h["epoch"] for h in history], [h[score] for h in history], "o-", ms=3, label=label)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("ACC")
-    ax.set_ylim(0, 1)
+    ax.set_ylabel(name)
+    if score == "acc":
+        ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(title or "ACC per epoch")
+    ax.set_title(title or f"{name} per epoch")
     return _save(fig, path)
 
 

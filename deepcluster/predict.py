@@ -6,7 +6,8 @@ INPUT: image files (PNG, JPEG, BMP, TIFF) or folders of them. Each image gets th
 preprocessing (grey or RGB, resized to its image_size), its code from the run's encoder,
 and the cluster of the run's fitted clusterer: the nearest centre for k-means (and Ward), the
 most probable component for a GMM, after UMAP's `transform` when the run used a manifold.
-Writes `path,cluster,code_0,…` as CSV to FILE (default: standard output). For k-means and
+Writes `path,cluster,code_0,…` as CSV to FILE (default: standard output); a file that cannot
+be read is skipped with a warning naming it, as training skips it. For k-means and
 GMM runs the training images get exactly the run's own clusters; Ward's tree and UMAP's
 embedding cannot place new points exactly as they placed the training ones, so there a few
 training images may differ.
@@ -81,17 +82,22 @@ class Predictor:
         self.channels = int(self.cfg.dataset.channels)
 
     def read(self, files: list[Path]):
+        """(images (N, C, H, W) uint8, the files they came from): unreadable files skipped,
+        each named on standard error."""
         import torch
 
-        from deepcluster.data.folder import read_image
+        from deepcluster.data.folder import read_image, text_path, unreadable_errors
 
-        images = []
+        images, kept = [], []
         for f in files:
             try:
                 images.append(read_image(f, self.image_size, self.channels))
-            except (OSError, ValueError, SyntaxError) as exc:
-                raise PredictError(f"cannot read {f}: {exc}") from None
-        return torch.from_numpy(np.stack(images))
+                kept.append(f)
+            except unreadable_errors() as exc:
+                print(f"warning: skipped {text_path(f)}: {exc}", file=sys.stderr)
+        if not kept:
+            raise PredictError(f"none of the {len(files)} image files could be read")
+        return torch.from_numpy(np.stack(images)), kept
 
     def __call__(self, images) -> tuple[np.ndarray, np.ndarray]:
         """images: (N, C, H, W) uint8 → (clusters (N,), codes (N, d))."""
@@ -114,14 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         predictor = Predictor(args.run_dir)
-        files = collect_inputs(args.inputs)
-        clusters, codes = predictor(predictor.read(files))
+        images, files = predictor.read(collect_inputs(args.inputs))
+        clusters, codes = predictor(images)
     except DeepClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     import pandas as pd
 
-    table = pd.DataFrame({"path": [str(f) for f in files], "cluster": clusters})
+    from deepcluster.data.folder import text_path
+
+    table = pd.DataFrame({"path": [text_path(f) for f in files], "cluster": clusters})
     for j in range(codes.shape[1]):
         table[f"code_{j}"] = codes[:, j]
     table.to_csv(sys.stdout if args.out == "-" else args.out, index=False)

@@ -27,6 +27,7 @@ COLUMNS = (
     "overrides",
     "status",
     *SCORES,
+    "silhouette",  # the score of a sweep without labels
     "epochs",
     "k",
     "activation",
@@ -119,16 +120,20 @@ def write_figures(rows: list[dict], out_dir: Path) -> dict[str, Path]:
     if not ok:
         return {}
     fig_dir = out_dir / "figures"
+    # data without labels (a flat folder, an array without them): silhouette instead of ACC
+    score = "acc" if any(r.get("acc") is not None for r in ok) else "silhouette"
     figures = {
-        "acc_vs_k": plots.acc_vs_k(ok, fig_dir / "acc_vs_k.png"),
+        "acc_vs_k": plots.acc_vs_k(ok, fig_dir / "acc_vs_k.png", score=score),
         "acc_vs_epoch": plots.acc_vs_epoch(
             [(r["overrides"] or r["job"], r["history"]) for r in ok if r["history"]],
             fig_dir / "acc_vs_epoch.png",
+            score=score,
         ),
     }
+    name = plots.SCORE_NAMES[score]
     maps = [
         (
-            f"{r['overrides'] or r['job']}\nACC {r['acc']:.3f}",
+            f"{r['overrides'] or r['job']}\n{name} {_cell(r.get(score)) or '–'}",
             r["dir"] / "figures" / "latent_map.png",
         )
         for r in ok

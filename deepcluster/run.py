@@ -154,9 +154,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         trainer = build_trainer(cfg, [parts.callback, checkpoint], loggers, out_dir)
         dm = parts.datamodule.prepare()  # loads now: bad data fails before any training
         n = dm.num_samples
+        require(n >= 3, f"{cfg.dataset.name} has {n} images: clustering needs at least 3")
         if cfg.k != "auto":
+            # the label-free scores (silhouette) need a cluster with two images or more
             require(
-                cfg.k <= n, f"k={cfg.k} is larger than the number of images ({n}); use k <= {n}"
+                cfg.k < n,
+                f"k={cfg.k} is not smaller than the number of images ({n}); use k <= {n - 1}",
             )
         log.info(
             "training %s on %s (%d images), k=%s → %s",

@@ -60,7 +60,8 @@ def test_digits_run_writes_every_output(digits_run):
     "args, needle",
     [
         (["k=1"], "k=1 must be an integer >= 2"),
-        (["k=5000"], "k=5000 is larger than the number of images (1797)"),
+        (["k=5000"], "k=5000 is not smaller than the number of images (1797)"),
+        (["k=1797"], "k=1797 is not smaller than the number of images (1797)"),
         (["optim.lr=-1"], "optim.lr=-1"),
     ],
 )

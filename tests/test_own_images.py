@@ -123,7 +123,9 @@ def test_cifar10_reads_torchvisions_layout(tmp_path):
 
 
 # --- runs --------------------------------------------------------------------------------
-def test_folder_run_then_predict_reproduces_its_clusters(compose, labelled_folder, tmp_path):
+def test_folder_run_then_predict_reproduces_its_clusters(
+    compose, labelled_folder, tmp_path, capsys
+):
     out = tmp_path / "run"
     metrics = run(
         compose(
@@ -138,21 +140,10 @@ def test_folder_run_then_predict_reproduces_its_clusters(compose, labelled_folde
     assert list(rows[0]) == ["index", "path", "cluster", "label"]
     runs = {r["path"]: int(r["cluster"]) for r in rows}
     new = tmp_path / "predicted.csv"
-    assert (
-        predict.main(
-            [
-                str(out),
-                str(labelled_folder / "discs"),
-                str(labelled_folder / "squares"),
-                "--out",
-                str(new),
-            ]
-        )
-        == 2
-    )  # the broken file is a clear error
-    (labelled_folder / "discs" / "broken.png").unlink()
     assert predict.main([str(out), str(labelled_folder), "--out", str(new)]) == 0
+    assert f"skipped {labelled_folder / 'discs' / 'broken.png'}" in capsys.readouterr().err
     predicted = list(csv.DictReader(new.open()))
+    assert len(predicted) == 24  # the broken file is left out, as training left it out
     assert {"path", "cluster", "code_0", "code_9"} <= set(predicted[0])
     for row in predicted:
         rel = str(__import__("pathlib").Path(row["path"]).relative_to(labelled_folder))
@@ -239,3 +230,88 @@ def test_cluster_only_swaps_the_clusterer_of_a_trained_run(compose, tmp_path):
     )
     assert metrics["clusterer"] == "ward" and metrics["stop_reason"].startswith("cluster_only")
     assert len(metrics["history"]) == 1 and not (out / "checkpoints").exists()
+
+
+def test_deep_and_float_images_are_scaled_not_clipped(tmp_path):
+    """16-bit grey (microscopy, scans) and float TIFFs: PIL's own conversion clips at 255."""
+    ramp = np.linspace(0, 1, 28 * 28).reshape(28, 28)
+    Image.fromarray((ramp * 65535).astype(np.uint16)).save(tmp_path / "deep.png")
+    Image.fromarray(ramp.astype(np.float32), mode="F").save(tmp_path / "float.tif")
+    Image.fromarray((ramp * 255).astype(np.uint8)).save(tmp_path / "plain.png")
+    Image.fromarray((ramp * 7).astype(np.float32), mode="F").save(tmp_path / "out_of_range.tif")
+    dm = FolderDataModule(path=str(tmp_path)).prepare()
+    assert dm.paths == ["deep.png", "float.tif", "plain.png"]
+    assert dm.skipped == [str(tmp_path / "out_of_range.tif")]  # named, not misread
+    deep, flt, plain = dm.images.int()
+    assert abs(deep - plain).max() <= 1 and abs(flt - plain).max() <= 1
+
+
+def test_one_class_folder_is_unlabelled(tmp_path):
+    """DIR/photos/*.png, as an unzipped archive looks: no labelling to score against."""
+    (tmp_path / "photos").mkdir()
+    for cls, i, img in shapes(n_per=2):
+        Image.fromarray(img).save(tmp_path / "photos" / f"{cls}_{i}.png")
+    dm = FolderDataModule(path=str(tmp_path)).prepare()
+    assert dm.labels is None and dm.paths[0] == "photos/0_0.png"
+
+
+def test_oversized_image_is_skipped_and_named(tmp_path, monkeypatch):
+    for cls, i, img in shapes(n_per=2):
+        Image.fromarray(img).save(tmp_path / f"{cls}_{i}.png")
+    Image.new("L", (300, 300)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)  # 300² is over twice it: a "bomb"
+    dm = FolderDataModule(path=str(tmp_path)).prepare()
+    assert dm.skipped == [str(tmp_path / "huge.png")] and len(dm.paths) == 4
+
+
+def test_a_file_name_that_is_not_utf8_is_written_escaped(tmp_path):
+    import os
+
+    img = shapes(n_per=1)[0][2]
+    Image.fromarray(img).save(tmp_path / "a.png")
+    os.rename(tmp_path / "a.png", os.fsencode(tmp_path) + b"/caf\xe9.png")  # Latin-1 bytes
+    Image.fromarray(img).save(tmp_path / "b.png")
+    dm = FolderDataModule(path=str(tmp_path)).prepare()
+    assert dm.paths == ["b.png", "caf\\xe9.png"]
+    assert all(p.encode("utf-8") for p in dm.paths)  # what predictions.csv can hold
+
+
+def test_non_finite_array_values_are_refused(tmp_path):
+    x = np.full((4, 28, 28), 0.5)
+    x[1, 3, 3] = np.nan
+    x[2, 0, 0] = np.inf
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(DataError, match="2 values are NaN or infinite"):
+        ArrayDataModule(path=str(tmp_path / "x.npy")).prepare()
+
+
+def test_pixel_baseline_averages_large_images_down():
+    from deepcluster.outputs import pixel_baseline
+
+    big = torch.zeros(40, 3, 128, 128, dtype=torch.uint8)
+    big[20:, :, :64] = 255  # two kinds: dark, and bright on the left half
+    out = pixel_baseline(big, np.array([0] * 20 + [1] * 20), 2, 0)
+    assert out["pixels"] == "128×128 averaged to 32×32" and out["acc"] == 1.0
+    small = pixel_baseline(big[:, :, :28, :28], None, 2, 0)
+    assert "pixels" not in small and small["n"] == 40
+
+
+def test_report_of_a_sweep_without_labels_plots_silhouette(tmp_path):
+    from deepcluster.report import write_figures
+
+    rows = [
+        {
+            "job": str(j),
+            "overrides": f"k={k}",
+            "status": "ok",
+            "k": k,
+            "activation": "relu",
+            "acc": None,
+            "silhouette": 0.3 + 0.1 * j,
+            "history": [{"epoch": 0, "acc": None, "silhouette": 0.2}],
+            "dir": tmp_path / str(j),
+        }
+        for j, k in enumerate((3, 4))
+    ]
+    figures = write_figures(rows, tmp_path)
+    assert figures["acc_vs_k"].stat().st_size > 1000  # was a TypeError on the missing ACC

@@ -62,7 +62,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     failed = json.loads((tmp_path / "1" / "failed.json").read_text())
-    assert "k=5000 is larger than the number of images (1797)" in failed["error"]
+    assert "k=5000 is not smaller than the number of images (1797)" in failed["error"]
     assert report_main([str(tmp_path), "--no-wandb"]) == 0
     rows = {r["overrides"]: r for r in csv.DictReader((tmp_path / "report.csv").open())}
     assert rows["k=3"]["status"] == rows["k=4"]["status"] == "ok"

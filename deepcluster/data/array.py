@@ -63,6 +63,11 @@ class ArrayDataModule(ImageDataModule):
             )
         x = x[..., :3]  # drop an alpha channel
         if x.dtype != np.uint8:
+            if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+                raise DataError(
+                    f"{self.path}: {np.count_nonzero(~np.isfinite(x))} values are NaN or "
+                    "infinite; replace them (e.g. np.nan_to_num) before clustering"
+                )
             if not np.issubdtype(x.dtype, np.floating) or x.min() < 0 or x.max() > 1:
                 raise DataError(
                     f"{self.path}: {x.dtype} images must be uint8, or float in [0, 1] "

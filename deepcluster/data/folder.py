@@ -1,9 +1,11 @@
 """Your own images: every PNG, JPEG, BMP or TIFF under a folder, decoded once by PIL.
 
 `DIR/<class>/…/image.png`: the immediate subfolders name the classes (used only to score);
-images directly in DIR: unlabelled. Each image is converted to grey or RGB and resized to
-image_size × image_size as it is read, into the one uint8 tensor every dataset is. An
-unreadable or truncated file is skipped with a warning naming it; `skipped` lists them.
+images directly in DIR (or a single class folder): unlabelled. Each image is converted to grey
+or RGB and resized to image_size × image_size as it is read, into the one uint8 tensor every
+dataset is; 16-bit grey (microscopy, scans) is scaled from 0-65535 and float images from
+0-1, not clipped. An unreadable, truncated or oversized file is skipped with a warning naming
+it; `skipped` lists them.
 """
 
 from __future__ import annotations
@@ -26,17 +28,52 @@ def image_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
 
 
+def text_path(path: Path) -> str:
+    """The path as text any UTF-8 file or terminal takes: a name that is not UTF-8 (an archive
+    from another system; Python keeps its bytes as surrogates) gets them escaped, \\xe9."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def unreadable_errors() -> tuple[type[Exception], ...]:
+    """What PIL raises for a file it cannot decode: broken, truncated, not an image, or over
+    its decompression-bomb limit (an Exception, not an OSError)."""
+    from PIL import Image
+
+    return (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
 def read_image(path: Path, size: int, channels: int) -> np.ndarray:
-    """(channels, size, size) uint8; raises OSError (PIL's) for a broken file."""
+    """(channels, size, size) uint8; raises one of unreadable_errors() for a broken file."""
     from PIL import Image
 
     with Image.open(path) as img:
         img.load()  # decode now: a truncated file fails here, not later
+        if img.mode in HIGH_DEPTH:
+            img = to_8bit(img)
         img = img.convert("L" if channels == 1 else "RGB")
         if img.size != (size, size):
             img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+# grey modes deeper than 8 bits, and the values that map to white: PIL's convert("L")
+# clips them at 255 (a 16-bit scan turns almost white, a float image in [0, 1] black)
+HIGH_DEPTH = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1}
+
+
+def to_8bit(img):
+    """A 16-bit (or 32-bit integer) grey image scaled from 0-65535, a float one from 0-1, to
+    8-bit grey; values outside that range raise ValueError (the file is skipped, named)."""
+    from PIL import Image
+
+    top = HIGH_DEPTH[img.mode]
+    arr = np.asarray(img, dtype=np.float64)
+    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > top:
+        raise ValueError(
+            f"{img.mode} image with values {arr.min():g} … {arr.max():g}: expected 0 … {top}"
+        )
+    return Image.fromarray(np.round(arr * (255 / top)).astype(np.uint8), mode="L")
 
 
 class FolderDataModule(ImageDataModule):
@@ -54,15 +91,18 @@ class FolderDataModule(ImageDataModule):
         files = image_files(root)
         if not files:
             raise DataError(f"dataset.path={root}: no image files (PNG, JPEG, BMP, TIFF) in it")
-        labelled = all(f.parent != root for f in files)  # every image sits in a class folder
+        # every image sits in a class folder, and there are two classes or more (one folder
+        # holding everything is how an unzipped archive looks, not a labelling)
+        classes = {f.relative_to(root).parts[0] for f in files if f.parent != root}
+        labelled = all(f.parent != root for f in files) and len(classes) >= 2
         images, kept = [], []
         for f in files:
             try:
                 images.append(read_image(f, self.image_size, self.channels))
                 kept.append(f)
-            except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for broken files
-                log.warning("skipped %s: %s", f, exc)
-                self.skipped.append(str(f))
+            except unreadable_errors() as exc:
+                log.warning("skipped %s: %s", text_path(f), exc)
+                self.skipped.append(text_path(f))
         if not kept:
             raise DataError(
                 f"dataset.path={root}: none of its {len(files)} image files could "
@@ -72,7 +112,7 @@ class FolderDataModule(ImageDataModule):
             log.warning(
                 "%d of %d files could not be read and were skipped", len(self.skipped), len(files)
             )
-        self.paths = [str(f.relative_to(root)) for f in kept]
+        self.paths = [text_path(f.relative_to(root)) for f in kept]
         labels = None
         if labelled:
             classes = [f.relative_to(root).parts[0] for f in kept]
