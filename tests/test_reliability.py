@@ -199,14 +199,22 @@ def test_ddp_matches_single_process(tmp_path):
         "pretrain_epochs=2",
         "refine.update_interval=3",
     ]
-    accs = {}
+    accs, losses = {}, {}
     for name, extra in (("single", []), ("ddp", ["trainer=ddp"])):
         out = tmp_path / name
         proc = run_cli(*common, *extra, f"hydra.run.dir={out}", cwd=tmp_path, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        accs[name] = json.loads((out / "metrics.json").read_text())["acc"]
+        metrics = json.loads((out / "metrics.json").read_text())
+        accs[name] = metrics["acc"]
+        losses[name] = [h["loss"] for h in metrics["history"] if h.get("phase") == "pretrain"]
         checks = json.loads((out / "run_info.json").read_text())["ddp_rank_agreement_checks"]
         # under DDP, every update (epoch ends and refinement steps) compared the ranks' labels
         # and targets; a mismatch would have stopped the run
         assert (checks > 4) if name == "ddp" else (checks == 0), (name, checks)
-    assert abs(accs["ddp"] - accs["single"]) <= 0.02, accs
+    # the same training, the batches split over two ranks: the reconstruction losses agree
+    # (0.2-0.3 % apart on digits, AMD EPYC); four epochs leave the partition near chance, so
+    # its ACC differs by its noise (0.0211 on an EPYC): a loose check only
+    assert len(losses["ddp"]) == len(losses["single"]) == 2, losses
+    for a, b in zip(losses["ddp"], losses["single"]):
+        assert abs(a - b) <= 0.02 * b, losses
+    assert abs(accs["ddp"] - accs["single"]) <= 0.05, accs
