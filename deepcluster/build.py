@@ -79,7 +79,14 @@ def build_parts(cfg: DictConfig) -> Parts:
     manifold = instantiate(cfg.manifold, "manifold")
     augment = instantiate(cfg.get("augment"), "augment")
     refine = cfg.refine
-    epochs_of_schedule = cfg.pretrain_epochs if refine.enabled else cfg.trainer.max_epochs
+    # the cycle spans the reconstruction epochs that will run (a run may stop before the end
+    # of pretraining: then it ends there, at the low rate, not mid-cycle)
+    epochs_of_schedule = max(
+        1,
+        min(cfg.pretrain_epochs, cfg.trainer.max_epochs)
+        if refine.enabled
+        else cfg.trainer.max_epochs,
+    )
     lr_schedule = None
     if cfg.optim.schedule == "one_cycle":
         o = cfg.optim
@@ -134,5 +141,5 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, out_dir: Path
         "trainer",
         callbacks=callbacks,
         logger=loggers or False,
-        default_root_dir=str(out_dir),
+        default_root_dir=cfg.trainer.get("default_root_dir") or str(out_dir),
     )

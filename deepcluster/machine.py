@@ -42,6 +42,8 @@ def commit() -> str | None:
     """The checkout's commit (with -dirty when it has uncommitted changes), if it is one."""
     try:
         root = Path(__file__).resolve().parent.parent
+        if not (root / ".git").exists():  # installed, not a checkout: git would find the
+            return None  # repository around the environment (a user's project), not ours
         out = subprocess.run(
             ["git", "-C", str(root), "describe", "--always", "--dirty"],
             capture_output=True,

@@ -1,7 +1,8 @@
 """Where a command's runs live, and what `ckpt_path=last` continues.
 
 A single run's folder is `outputs/<run key>/<date>_<time>/`, where the run key is made of the
-overrides that change the result (not ckpt_path, logger, plots, …). So every run of one
+overrides that change the result (not logger, plots, …; a ckpt_path file as `from=<its run>-
+<hash>`, ckpt_path=last not at all). So every run of one
 command sits under one stable folder, and `ckpt_path=last` continues the newest of them
 that has a checkpoint — in this folder, never another command's. A sweep job, or a run with
 its own `hydra.run.dir`, continues only its own folder. A run that already finished
@@ -21,8 +22,16 @@ from deepcluster.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def run_key(override_dirname: str) -> str:
-    """A folder name for a command's overrides: `default` without any; long ones hashed."""
+def run_key(override_dirname: str, ckpt_path: str | None = None) -> str:
+    """A folder name for a command's overrides: `default` without any; long ones hashed.
+    A run started from a checkpoint file (a shared pretraining continued) is another command
+    than the same overrides from nothing: its key names the file (`ckpt_path=last` only
+    continues, and is left out)."""
+    if ckpt_path not in (None, "", "last"):
+        path = Path(str(ckpt_path)).expanduser().resolve()
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+        origin = f"from={path.parent.parent.name}-{digest}"  # <run>/checkpoints/<file>
+        override_dirname = f"{override_dirname},{origin}" if override_dirname else origin
     key = re.sub(r"[^A-Za-z0-9._,=+-]", "_", override_dirname) or "default"
     if len(key) > 120:
         key = f"{key[:100]}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"

@@ -66,7 +66,7 @@ def _resume_plan(cfg: DictConfig, out_dir: Path) -> resume_mod.Resume:
     keyed = (
         hc is not None
         and not is_multirun()
-        and out_dir.parent.name == resume_mod.run_key(hc.job.override_dirname)
+        and out_dir.parent.name == resume_mod.run_key(hc.job.override_dirname, cfg.get("ckpt_path"))
     )
     return resume_mod.resolve(cfg.get("ckpt_path"), out_dir, search_siblings=keyed)
 
@@ -152,6 +152,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     succeeded = False
     try:
         trainer = build_trainer(cfg, [parts.callback, checkpoint], loggers, out_dir)
+        stale = out_dir / "metrics.json"  # an earlier run's, in a folder given again
+        if trainer.is_global_zero and stale.is_file():
+            # it would say "finished" of this run if this one stopped early (to ckpt_path=last,
+            # to a sweep's report); kept under another name
+            stale.replace(out_dir / "metrics.previous.json")
+            log.info("%s held an earlier run's results: now metrics.previous.json", out_dir)
         dm = parts.datamodule.prepare()  # loads now: bad data fails before any training
         n = dm.num_samples
         require(n >= 3, f"{cfg.dataset.name} has {n} images: clustering needs at least 3")
@@ -184,13 +190,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 raise NonFiniteLossError(f"{exc}{kept}") from None
             if parts.callback.last_codes is None and trainer.is_global_zero:
                 # the checkpoint had reached max_epochs already (its run stopped after the
-                # last checkpoint, before its results): nothing trains, cluster it once
-                log.info("checkpoint %s is at max_epochs: clustering it once", plan.ckpt)
+                # last checkpoint, before its results): nothing trains; its last update,
+                # redone, gives the results back
+                log.info("checkpoint %s had finished training: its results only", plan.ckpt)
                 last = max(trainer.current_epoch - 1, 0)  # the last epoch trained
-                history = parts.callback.history
-                if history and history[-1].get("epoch") == last:
-                    history.pop()  # the same epoch, clustered again below
-                cluster_once(parts, last)
+                parts.callback.redo_last_update(Standalone(dm, last), parts.module)
         callback = parts.callback
         if not any("k" in h for h in callback.history):
             raise DeepClusterError("training ended before the first clustering: no results")

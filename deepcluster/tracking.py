@@ -77,12 +77,13 @@ def make_loggers(cfg: DictConfig, out_dir: Path) -> list:
     for name, node in (cfg.get("logger") or {}).items():
         if node is None or "_target_" not in node:
             continue
-        kwargs: dict[str, Any] = {"save_dir": str(out_dir)}
+        # the run's folder unless the logger's own save_dir is given (+logger.csv.save_dir=…)
+        kwargs: dict[str, Any] = {"save_dir": node.get("save_dir") or str(out_dir)}
         if name == "wandb":
             group, tags, job_name = sweep_identity()
             node = OmegaConf.masked_copy(node, [k for k in node if k not in ("group", "tags")])
             kwargs.update(
-                name=cfg.get("run_name") or job_name,
+                name=cfg.get("run_name") or node.get("name") or job_name,
                 group=cfg.logger.wandb.get("group") or group,  # a sweep's jobs share it
                 tags=[*(cfg.logger.wandb.get("tags") or []), *tags],
             )

@@ -183,3 +183,25 @@ def test_a_cpu_run_on_a_gpu_machine_does_not_claim_the_gpu(monkeypatch):
         assert describe(ran_on_gpu=outputs._used_cuda())["gpu"] is None  # the run's view
     finally:
         describe.cache_clear()
+
+
+def test_an_installed_package_does_not_record_a_surrounding_repositorys_commit(
+    tmp_path, monkeypatch
+):
+    """Installed into a .venv inside the user's own git project: that project's commit is
+    not deepcluster's."""
+    import subprocess
+
+    from deepcluster import machine
+
+    project = tmp_path / "project"
+    site = project / ".venv" / "lib" / "site-packages" / "deepcluster"
+    site.mkdir(parents=True)
+    for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "theirs"]):
+        subprocess.run(
+            ["git", "-c", "user.name=u", "-c", "user.email=u@x", "-C", str(project), *cmd],
+            check=True,
+        )
+    monkeypatch.setattr(machine, "__file__", str(site / "machine.py"))
+    assert machine.commit() is None
+    assert Path(machine.__file__).parent.parent == site.parent  # the check looked there

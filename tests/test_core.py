@@ -114,6 +114,17 @@ def test_last_in_a_sweep_job_or_custom_dir_looks_only_at_its_own_folder(tmp_path
     assert resume.resolve("last", _fake_run(tmp_path, "1"), search_siblings=False).ckpt is None
 
 
+def test_a_run_continued_from_a_checkpoint_file_is_another_command(tmp_path):
+    """`k=3 ckpt_path=/pre/…/last.ckpt` (a shared pretraining continued) must not be what a
+    later `k=3 ckpt_path=last` continues or reports as finished."""
+    ckpt = tmp_path / "pre" / "checkpoints" / "last.ckpt"
+    key = resume.run_key("k=3", str(ckpt))
+    assert key.startswith("k=3,from=pre-") and key == resume.run_key("k=3", str(ckpt))
+    assert resume.run_key("k=3", "last") == resume.run_key("k=3", None) == "k=3"
+    assert resume.run_key("", str(ckpt)).startswith("from=pre-")
+    assert key != resume.run_key("k=3", str(tmp_path / "other" / "checkpoints" / "last.ckpt"))
+
+
 def test_run_key_is_a_safe_stable_folder_name():
     assert resume.run_key("") == "default"
     assert resume.run_key("data.root=/a/b,k=5") == "data.root=_a_b,k=5"
@@ -149,6 +160,28 @@ def test_a_checkpoint_at_max_epochs_is_clustered_not_lost(compose, tmp_path):
     again = run(compose(*TINY, f"output_dir={first}", f"ckpt_path={first}/checkpoints/last.ckpt"))
     assert (first / "metrics.json").is_file() and (first / "codes.npy").is_file()
     assert again["epochs"] == 1 and again["k"] == 4
+
+
+def test_a_new_run_in_a_finished_runs_folder_moves_its_results_aside(
+    compose, tmp_path, monkeypatch
+):
+    """Else, stopped early, the new run would look finished with the old numbers."""
+    from deepcluster.run import run
+
+    run(compose(*TINY, f"output_dir={tmp_path}"))
+    first = (tmp_path / "metrics.json").read_text()
+
+    class Stopped(Exception):
+        pass
+
+    def stop_at_fit(*args, **kwargs):
+        raise Stopped((tmp_path / "metrics.json").exists())
+
+    monkeypatch.setattr("lightning.pytorch.Trainer.fit", stop_at_fit)
+    with pytest.raises(Stopped) as stopped:
+        run(compose(*TINY, f"output_dir={tmp_path}"))
+    assert stopped.value.args == (False,)  # gone before training began
+    assert (tmp_path / "metrics.previous.json").read_text() == first
 
 
 def test_continuing_a_checkpoint_with_another_k_uses_the_new_k(compose, tmp_path):

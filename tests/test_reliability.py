@@ -135,6 +135,32 @@ def test_a_run_killed_after_its_refinement_stopped_resumes_to_the_same_result(tm
     assert (killed / "predictions.csv").read_bytes() == (done / "predictions.csv").read_bytes()
 
 
+def test_a_run_killed_after_its_last_epoch_resumes_to_the_same_result(reference_runs, tmp_path):
+    """Its last epoch checkpointed, killed before its results (a crash in the figures, Ctrl-C):
+    nothing trains on resume, and its last update, redone, gives back the very results (it
+    used to cluster as a pretraining monitor does: another space, 9 % of labels moved)."""
+    import shutil
+
+    reference = reference_runs[0]
+    metrics = json.loads((reference / "metrics.json").read_text())
+    assert metrics["epochs"] == 6 and metrics["history"][-1]["phase"] == "refine"
+    killed = tmp_path / "killed"
+    shutil.copytree(reference, killed)
+    for name in ("metrics.json", "predictions.csv", "run_info.json", "codes.npy"):
+        (killed / name).unlink()
+    resumed = subprocess.run(
+        _cmd(f"hydra.run.dir={killed}", "ckpt_path=last"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "had finished training" in resumed.stderr + resumed.stdout
+    assert (killed / "metrics.json").read_text() == (reference / "metrics.json").read_text()
+    assert (killed / "predictions.csv").read_bytes() == (reference / "predictions.csv").read_bytes()
+
+
 def test_checkpoint_loads_weights_only(reference_runs):
     ckpt = torch.load(reference_runs[0] / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["refinement"]["targets"].shape == (1797, 10)  # refinement targets travel along

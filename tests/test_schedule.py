@@ -353,6 +353,18 @@ def test_a_clustering_error_on_rank_zero_reaches_every_rank():
         )
 
 
+def test_a_bug_in_clustering_keeps_its_traceback_in_one_process():
+    """Not the data's fault (an IndexError, say): raised as it is, not reduced to a message."""
+
+    class Buggy:
+        def __call__(self, z, k):
+            return [][0]
+
+    callback = ClusteringCallback(Buggy(), k=3, schedule=ClusteringSchedule())
+    with pytest.raises(IndexError):
+        callback.on_train_epoch_end(fake_trainer(FakeDataModule()), module_with_loss())
+
+
 # --- learning-rate schedules (issue 14) -------------------------------------------------
 def test_one_cycle_warms_up_peaks_decays_and_hands_refinement_the_base_rate():
     from deepcluster.build import one_cycle
@@ -362,6 +374,19 @@ def test_one_cycle_warms_up_peaks_decays_and_hands_refinement_the_base_rate():
     assert f(5) == pytest.approx(5.5)
     assert f(99) < 0.05  # cosine down to about lr/100
     assert f(100) == 1.0 and f(5000) == 1.0  # refinement: optim.lr
+
+
+@pytest.mark.parametrize("max_epochs, low_at", [(5, 5), (30, 20)])
+def test_the_cycle_ends_where_pretraining_does(compose, max_epochs, low_at):
+    """schedule=fast with refinement after 20 epochs: a run stopped at 5 ends its cycle at 5,
+    at the low rate (it ended near the peak, 9.3e-3); a full one at 20."""
+    from deepcluster.build import build_parts
+
+    cfg = compose(
+        "schedule=fast", "refine=dekm", "pretrain_epochs=20", f"trainer.max_epochs={max_epochs}"
+    )
+    factor = build_parts(cfg).module.lr_schedule(10)  # 10 steps an epoch
+    assert factor(10 * low_at - 1) < 0.05 and factor(10 * low_at) == 1.0
 
 
 def test_schedule_fast_composes_and_trains(compose, tmp_path):

@@ -107,3 +107,20 @@ def test_sweep_job_is_its_own_wandb_run_grouped_and_tagged(compose, tmp_path, mo
     assert init["name"] == "activation=relu,k=5"
     assert set(init["tags"]) == {"k=5", "activation=relu"}  # hydra.* settings are not tags
     tracking.finish_wandb([wandb_logger])
+
+
+def test_a_loggers_own_name_and_folder_are_kept(compose, tmp_path, monkeypatch):
+    """+logger.wandb.name / +logger.csv.save_dir were accepted and then overwritten."""
+    from deepcluster import tracking
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose(
+        "logger=wandb",
+        "+logger.wandb.name=my-run",
+        f"+logger.csv.save_dir={tmp_path / 'logs'}",
+        f"data.root={tmp_path}",
+    )
+    loggers = {type(lg).__name__: lg for lg in tracking.make_loggers(cfg, tmp_path / "run")}
+    assert loggers["WandbLogger"]._wandb_init["name"] == "my-run"
+    assert loggers["CSVLogger"].save_dir == str(tmp_path / "logs")
+    tracking.finish_wandb([loggers["WandbLogger"]])

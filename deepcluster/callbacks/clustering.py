@@ -237,10 +237,9 @@ class ClusteringCallback(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.refining and self.schedule.restored_stop():
             # the checkpoint's refinement had stopped (its process ended before its results):
-            # refining on would not be the run it was. Its history is complete; one more
-            # refinement pass over the same weights gives its final labels and codes back
+            # refining on would not be the run it was
             log.info("the checkpoint's refinement had stopped (%s)", self.schedule.stop_reason)
-            self._update(trainer, pl_module, Update("epoch", False, False, "refine", False))
+            self.redo_last_update(trainer, pl_module)
             trainer.should_stop = True
             return
         update = self.schedule.at_train_start(trainer.current_epoch, pl_module.refining)
@@ -293,6 +292,18 @@ class ClusteringCallback(Callback):
         )
         if trainer.is_global_zero:
             self._log_line(entry, info, update)
+
+    def redo_last_update(self, trainer, pl_module) -> None:
+        """For a checkpoint whose training had ended before its process wrote the results:
+        its history is complete, and its last update, redone the same way (pipeline, phase)
+        on the same weights, gives its final labels and codes back. Nothing is recorded; no
+        targets change (a refinement update that only scores)."""
+        last = next((h for h in reversed(self.history) if "k" in h), {})
+        phase = last.get("phase", "refine" if pl_module.refining else "pretrain")
+        if phase not in ("pretrain", "refine"):  # cluster_only: read as a pretraining is
+            phase = "pretrain"
+        update = Update("epoch", bool(last.get("manifold")), False, phase, refreshes=False)
+        self._update(trainer, pl_module, update)
 
     def record_update(self, trainer, pl_module, update: Update, entry: dict[str, Any]) -> dict:
         """Run `update` and append its scores to `entry` and to the history."""

@@ -4,29 +4,40 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from deepcluster.errors import ClusteringError
+from deepcluster.errors import ClusteringError, DeepClusterError
+
+log = logging.getLogger(__name__)
 
 
 def on_rank_zero(trainer: Any, compute: Callable[[], Any], what: str) -> Any:
     """compute() on rank 0, its result broadcast to every rank. If it raises, every rank raises
-    (a ClusteringError with its message) instead of waiting in the broadcast until timeout."""
-    out = None
+    (a ClusteringError with its message) instead of waiting in the broadcast until timeout.
+    What the data or the settings caused (a ValueError, our own errors) is that short message;
+    anything else is a bug: in one process it is raised as it is, traceback and all, and under
+    DDP rank 0 logs its traceback before every rank stops."""
+    out, cause = None, None
     if trainer.is_global_zero:
         try:
             out = ("ok", compute())
+        except (ValueError, DeepClusterError) as exc:
+            out, cause = ("error", f"{type(exc).__name__}: {exc}"), exc
         except Exception as exc:
-            out = ("error", f"{type(exc).__name__}: {exc}")
+            if trainer.world_size == 1:
+                raise
+            log.exception("%s failed on rank 0", what)
+            out, cause = ("error", f"{type(exc).__name__}: {exc} (traceback above)"), exc
     status, value = trainer.strategy.broadcast(out, src=0)
     if status == "error":
         raise ClusteringError(
             f"{what} failed at epoch {trainer.current_epoch}, step {trainer.global_step}: {value}"
-        )
+        ) from cause
     return value
 
 
