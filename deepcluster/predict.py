@@ -86,15 +86,12 @@ class Predictor:
         each named on standard error."""
         import torch
 
-        from deepcluster.data.folder import read_image, text_path, unreadable_errors
+        from deepcluster.data.folder import read_images
 
-        images, kept = [], []
-        for f in files:
-            try:
-                images.append(read_image(f, self.image_size, self.channels))
-                kept.append(f)
-            except unreadable_errors() as exc:
-                print(f"warning: skipped {text_path(f)}: {exc}", file=sys.stderr)
+        def warn(message: str) -> None:
+            print(f"warning: {message}", file=sys.stderr)
+
+        images, kept, _ = read_images(files, self.image_size, self.channels, warn)
         if not kept:
             raise PredictError(f"none of the {len(files)} image files could be read")
         return torch.from_numpy(np.stack(images)), kept

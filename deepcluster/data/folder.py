@@ -11,6 +11,7 @@ it; `skipped` lists them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,21 +43,6 @@ def unreadable_errors() -> tuple[type[Exception], ...]:
     return (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-def read_image(path: Path, size: int, channels: int) -> np.ndarray:
-    """(channels, size, size) uint8; raises one of unreadable_errors() for a broken file."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img.load()  # decode now: a truncated file fails here, not later
-        if img.mode in HIGH_DEPTH:
-            img = to_8bit(img)
-        img = img.convert("L" if channels == 1 else "RGB")
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        arr = np.asarray(img, dtype=np.uint8)
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
-
-
 # grey modes deeper than 8 bits, and the values that map to white: PIL's convert("L")
 # clips them at 255 (a 16-bit scan turns almost white, a float image in [0, 1] black)
 HIGH_DEPTH = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1}
@@ -76,6 +62,37 @@ def to_8bit(img):
     return Image.fromarray(np.round(arr * (255 / top)).astype(np.uint8), mode="L")
 
 
+def read_image(path: Path, size: int, channels: int) -> np.ndarray:
+    """(channels, size, size) uint8; raises one of unreadable_errors() for a broken file."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()  # decode now: a truncated file fails here, not later
+        if img.mode in HIGH_DEPTH:
+            img = to_8bit(img)
+        img = img.convert("L" if channels == 1 else "RGB")
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def read_images(
+    files: list[Path], size: int, channels: int, warn: Callable[[str], None]
+) -> tuple[list[np.ndarray], list[Path], list[Path]]:
+    """Each readable file's image, those files, and the unreadable ones: each skipped and
+    named through warn (training logs it, deepcluster-predict prints it)."""
+    images, kept, skipped = [], [], []
+    for f in files:
+        try:
+            images.append(read_image(f, size, channels))
+            kept.append(f)
+        except unreadable_errors() as exc:
+            warn(f"skipped {text_path(f)}: {exc}")
+            skipped.append(f)
+    return images, kept, skipped
+
+
 class FolderDataModule(ImageDataModule):
     def __init__(self, path: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -93,16 +110,10 @@ class FolderDataModule(ImageDataModule):
             raise DataError(f"dataset.path={root}: no image files (PNG, JPEG, BMP, TIFF) in it")
         # every image sits in a class folder, and there are two classes or more (one folder
         # holding everything is how an unzipped archive looks, not a labelling)
-        classes = {f.relative_to(root).parts[0] for f in files if f.parent != root}
-        labelled = all(f.parent != root for f in files) and len(classes) >= 2
-        images, kept = [], []
-        for f in files:
-            try:
-                images.append(read_image(f, self.image_size, self.channels))
-                kept.append(f)
-            except unreadable_errors() as exc:
-                log.warning("skipped %s: %s", text_path(f), exc)
-                self.skipped.append(text_path(f))
+        class_of = {f: f.relative_to(root).parts[0] for f in files if f.parent != root}
+        labelled = len(class_of) == len(files) and len(set(class_of.values())) >= 2
+        images, kept, skipped = read_images(files, self.image_size, self.channels, log.warning)
+        self.skipped += [text_path(f) for f in skipped]
         if not kept:
             raise DataError(
                 f"dataset.path={root}: none of its {len(files)} image files could "
@@ -115,7 +126,7 @@ class FolderDataModule(ImageDataModule):
         self.paths = [text_path(f.relative_to(root)) for f in kept]
         labels = None
         if labelled:
-            classes = [f.relative_to(root).parts[0] for f in kept]
+            classes = [class_of[f] for f in kept]
             self.class_names = sorted(set(classes))
             index = {name: i for i, name in enumerate(self.class_names)}
             labels = np.array([index[c] for c in classes], dtype=np.int64)
