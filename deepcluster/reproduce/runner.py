@@ -57,7 +57,7 @@ class Job:
         try:
             import torch
 
-            trained = torch.load(self.checkpoint, map_location="cpu", weights_only=False)["epoch"]
+            trained = torch.load(self.checkpoint, map_location="cpu", weights_only=True)["epoch"]
         except Exception:  # unreadable (being written): assume nothing done
             return self.estimate_s
         return self.estimate_s * max(0.0, 1 - (trained + 1) / self.epochs)
