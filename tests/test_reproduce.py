@@ -244,3 +244,17 @@ def test_printed_commands_are_shell_quoted(tmp_path, capsys):
         ]
     )
     assert "'data.root=/my data'" in capsys.readouterr().out
+
+
+def test_a_failed_run_says_why_in_the_plan_output(tmp_path, monkeypatch):
+    """A run that fails (its data missing, say) has its error line printed under it, not only
+    "see <folder>"; a crash without one shows its last line."""
+    jobs = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", [])
+    script = "import sys; print('loading'); print('error: MNIST: no files under /x'); sys.exit(2)"
+    monkeypatch.setattr(runner, "command", lambda job, parent: [sys.executable, "-c", script])
+    said = []
+    assert len(runner.execute(jobs, log=said.append, poll_s=0.01)) == 2
+    assert "      error: MNIST: no files under /x" in said
+    crash = tmp_path / "crash.log"
+    crash.write_text("Traceback (most recent call last):\n  ...\nIndexError: index 3\n\n")
+    assert runner.why_failed(crash) == "IndexError: index 3"

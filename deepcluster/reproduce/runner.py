@@ -226,5 +226,16 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 f"({time.time() - t0:.0f} s)"
             )
             if not ok:
+                log(f"      {why_failed(job.run_dir / 'reproduce.log')}")
                 failed.append(job)
     return failed
+
+
+def why_failed(log_path: Path) -> str:
+    """A failed run's reason, from its log: its `error:` line (our errors print one), else the
+    last line written (a traceback's exception), so the plan's output says why without opening
+    the folder."""
+    lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    reason = errors[-1] if errors else (lines[-1] if lines else "(its log is empty)")
+    return reason if len(reason) <= 400 else reason[:400] + " …"
