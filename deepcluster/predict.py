@@ -80,6 +80,7 @@ class Predictor:
         self.state = joblib.load(state)
         self.image_size = int(self.cfg.dataset.image_size)
         self.channels = int(self.cfg.dataset.channels)
+        self.white = self.cfg.dataset.get("white")  # a folder's 16-bit white, as trained
 
     def read(self, files: list[Path]):
         """(images (N, C, H, W) uint8, the files they came from): unreadable files skipped,
@@ -91,7 +92,7 @@ class Predictor:
         def warn(message: str) -> None:
             print(f"warning: {message}", file=sys.stderr)
 
-        images, kept, _ = read_images(files, self.image_size, self.channels, warn)
+        images, kept, _ = read_images(files, self.image_size, self.channels, warn, self.white)
         if not kept:
             raise PredictError(f"none of the {len(files)} image files could be read")
         return torch.from_numpy(np.stack(images)), kept

@@ -315,3 +315,50 @@ def test_report_of_a_sweep_without_labels_plots_silhouette(tmp_path):
     ]
     figures = write_figures(rows, tmp_path)
     assert figures["acc_vs_k"].stat().st_size > 1000  # was a TypeError on the missing ACC
+
+
+def test_limit_reads_a_sample_across_the_classes_and_only_that(labelled_folder, monkeypatch):
+    """dataset.limit on a class-sorted folder: not the first class's files, and only `limit`
+    files decoded (a quick try on 100 000 images must not read them all); the same sample for
+    every seed."""
+    import deepcluster.data.folder as folder
+
+    opened = []
+    real = folder.read_image
+    monkeypatch.setattr(folder, "read_image", lambda f, *a: opened.append(f) or real(f, *a))
+    dm = FolderDataModule(path=str(labelled_folder), limit=8).prepare()
+    assert len(dm.images) == 8 and len(opened) - len(dm.skipped) == 8
+    assert sorted(set(dm.labels.tolist())) == [0, 1] and dm.paths == sorted(dm.paths)
+    again = FolderDataModule(path=str(labelled_folder), limit=8, seed=3).prepare()
+    assert again.paths == dm.paths
+
+
+def test_white_reads_12_bit_data_and_a_dark_folder_is_flagged(tmp_path, caplog):
+    """12-bit camera data in 16-bit files reads against 65535 as 17 grey levels: flagged, and
+    dataset.white=4095 reads it whole; a value above white is out of range (skipped, named)."""
+    ramp = np.linspace(0, 1, 28 * 28).reshape(28, 28)
+    Image.fromarray((ramp * 4095).astype(np.uint16)).save(tmp_path / "twelve_bit.png")
+    with caplog.at_level("WARNING"):
+        dark = FolderDataModule(path=str(tmp_path)).prepare()
+    assert int(dark.images.max()) == 16 and "dataset.white=4095" in caplog.text
+    read = FolderDataModule(path=str(tmp_path), white=4095).prepare()
+    assert abs(read.images[0, 0].int() - torch.from_numpy(ramp * 255).round().int()).max() <= 1
+    Image.fromarray((ramp * 5000).astype(np.uint16)).save(tmp_path / "over.png")
+    mixed = FolderDataModule(path=str(tmp_path), white=4095).prepare()
+    assert mixed.skipped == [str(tmp_path / "over.png")] and mixed.paths == ["twelve_bit.png"]
+    with pytest.raises(ValueError, match="dataset.white=70000"):
+        FolderDataModule(path=str(tmp_path), white=70000)
+    predictor = object.__new__(predict.Predictor)  # what read() takes from a run's config
+    predictor.image_size, predictor.channels, predictor.white = 28, 1, 4095
+    images, kept = predictor.read([tmp_path / "twelve_bit.png", tmp_path / "over.png"])
+    assert torch.equal(images, read.images) and kept == [tmp_path / "twelve_bit.png"]
+
+
+def test_a_class_with_no_readable_image_is_not_a_class(tmp_path):
+    (tmp_path / "good").mkdir()
+    (tmp_path / "broken").mkdir()
+    for cls, i, img in shapes(n_per=2):
+        Image.fromarray(img).save(tmp_path / "good" / f"{cls}_{i}.png")
+    (tmp_path / "broken" / "a.png").write_bytes(b"not an image")
+    dm = FolderDataModule(path=str(tmp_path)).prepare()
+    assert dm.labels is None and dm.skipped == [str(tmp_path / "broken" / "a.png")]

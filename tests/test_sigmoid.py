@@ -61,7 +61,7 @@ def test_sigmoid_cae_trains_on_a_2000_image_mnist_slice(compose, tmp_path):
         tmp_path,
         "dataset=mnist",
         f"data.root={real_data_root()}",
-        "+dataset.limit=2000",
+        "dataset.limit=2000",
         "trainer.max_epochs=6",
         "cluster_every_n_epochs=6",
     )

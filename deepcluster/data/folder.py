@@ -3,9 +3,10 @@
 `DIR/<class>/…/image.png`: the immediate subfolders name the classes (used only to score);
 images directly in DIR (or a single class folder): unlabelled. Each image is converted to grey
 or RGB and resized to image_size × image_size as it is read, into the one uint8 tensor every
-dataset is; 16-bit grey (microscopy, scans) is scaled from 0-65535 and float images from
-0-1, not clipped. An unreadable, truncated or oversized file is skipped with a warning naming
-it; `skipped` lists them.
+dataset is; 16-bit grey (microscopy, scans) is scaled from 0-65535 (or 0-`white`: 4095 for a
+12-bit camera) and float images from 0-1, not clipped. An unreadable, truncated or oversized
+file is skipped with a warning naming it; `skipped` lists them. `limit` reads a fixed sample of
+that many files, drawn across the whole folder (and so across its classes).
 """
 
 from __future__ import annotations
@@ -48,28 +49,30 @@ def unreadable_errors() -> tuple[type[Exception], ...]:
 HIGH_DEPTH = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1}
 
 
-def to_8bit(img):
-    """A 16-bit (or 32-bit integer) grey image scaled from 0-65535, a float one from 0-1, to
-    8-bit grey; values outside that range raise ValueError (the file is skipped, named)."""
+def to_8bit(img, white: int | None = None):
+    """A 16-bit (or 32-bit integer) grey image scaled from 0-65535 (0-white where given), a
+    float one from 0-1, to 8-bit grey; values outside that range raise ValueError (the file is
+    skipped, named)."""
     from PIL import Image
 
-    top = HIGH_DEPTH[img.mode]
+    top = white if white is not None and img.mode != "F" else HIGH_DEPTH[img.mode]
     arr = np.asarray(img, dtype=np.float64)
     if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > top:
         raise ValueError(
             f"{img.mode} image with values {arr.min():g} … {arr.max():g}: expected 0 … {top}"
+            + (" (dataset.white)" if top == white else "")
         )
     return Image.fromarray(np.round(arr * (255 / top)).astype(np.uint8), mode="L")
 
 
-def read_image(path: Path, size: int, channels: int) -> np.ndarray:
+def read_image(path: Path, size: int, channels: int, white: int | None = None) -> np.ndarray:
     """(channels, size, size) uint8; raises one of unreadable_errors() for a broken file."""
     from PIL import Image
 
     with Image.open(path) as img:
         img.load()  # decode now: a truncated file fails here, not later
         if img.mode in HIGH_DEPTH:
-            img = to_8bit(img)
+            img = to_8bit(img, white)
         img = img.convert("L" if channels == 1 else "RGB")
         if img.size != (size, size):
             img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
@@ -78,14 +81,22 @@ def read_image(path: Path, size: int, channels: int) -> np.ndarray:
 
 
 def read_images(
-    files: list[Path], size: int, channels: int, warn: Callable[[str], None]
+    files: list[Path],
+    size: int,
+    channels: int,
+    warn: Callable[[str], None],
+    white: int | None = None,
+    wanted: int | None = None,
 ) -> tuple[list[np.ndarray], list[Path], list[Path]]:
     """Each readable file's image, those files, and the unreadable ones: each skipped and
-    named through warn (training logs it, deepcluster-predict prints it)."""
+    named through warn (training logs it, deepcluster-predict prints it). With `wanted`, reading
+    stops once that many images are read."""
     images, kept, skipped = [], [], []
     for f in files:
+        if wanted is not None and len(kept) == wanted:
+            break
         try:
-            images.append(read_image(f, size, channels))
+            images.append(read_image(f, size, channels, white))
             kept.append(f)
         except unreadable_errors() as exc:
             warn(f"skipped {text_path(f)}: {exc}")
@@ -94,11 +105,17 @@ def read_images(
 
 
 class FolderDataModule(ImageDataModule):
-    def __init__(self, path: str | None = None, **kwargs) -> None:
+    def __init__(self, path: str | None = None, white: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         if not path:
             raise ValueError("dataset.path is not set: give dataset.path=<folder of images>")
+        if white is not None and (not isinstance(white, int) or not 1 <= white <= 65535):
+            raise ValueError(
+                f"dataset.white={white!r} must be an integer in 1 … 65535: the value a 16-bit "
+                "image reads as white (4095 for 12-bit data), or null for 65535"
+            )
         self.root = Path(path).expanduser()
+        self.white = white
         self.class_names: list[str] | None = None
 
     def load(self) -> tuple[torch.Tensor, np.ndarray | None]:
@@ -108,22 +125,32 @@ class FolderDataModule(ImageDataModule):
         files = image_files(root)
         if not files:
             raise DataError(f"dataset.path={root}: no image files (PNG, JPEG, BMP, TIFF) in it")
-        # every image sits in a class folder, and there are two classes or more (one folder
-        # holding everything is how an unzipped archive looks, not a labelling)
+        # labelled: every image sits in a class folder, and two classes or more have images
+        # read (one folder holding everything is how an unzipped archive looks, not a labelling)
         class_of = {f: f.relative_to(root).parts[0] for f in files if f.parent != root}
-        labelled = len(class_of) == len(files) and len(set(class_of.values())) >= 2
-        images, kept, skipped = read_images(files, self.image_size, self.channels, log.warning)
-        self.skipped += [text_path(f) for f in skipped]
+        labelled = len(class_of) == len(files)
+        if self.limit is not None and self.limit < len(files):
+            # a sample across the folder, not its first (sorted: one class's) files; the same
+            # for every seed, so that seeds compare on one dataset
+            order = np.random.default_rng(0).permutation(len(files))
+            files = [files[i] for i in order]
+        images, kept, skipped = read_images(
+            files, self.image_size, self.channels, log.warning, self.white, self.limit
+        )
+        if self.limit is not None:  # back in the folder's order
+            ranked = sorted(range(len(kept)), key=lambda i: kept[i])
+            images, kept = [images[i] for i in ranked], [kept[i] for i in ranked]
+        self.skipped += [text_path(f) for f in sorted(skipped)]
+        tried = len(kept) + len(skipped)
         if not kept:
             raise DataError(
-                f"dataset.path={root}: none of its {len(files)} image files could "
+                f"dataset.path={root}: none of its {tried} image files could "
                 "be read (see the warnings above)"
             )
-        if self.skipped:
-            log.warning(
-                "%d of %d files could not be read and were skipped", len(self.skipped), len(files)
-            )
+        if skipped:
+            log.warning("%d of %d files could not be read and were skipped", len(skipped), tried)
         self.paths = [text_path(f.relative_to(root)) for f in kept]
+        labelled = labelled and len({class_of[f] for f in kept}) >= 2
         labels = None
         if labelled:
             classes = [class_of[f] for f in kept]
@@ -136,4 +163,11 @@ class FolderDataModule(ImageDataModule):
             len(kept),
             f"{len(self.class_names)} classes" if labelled else "unlabelled",
         )
-        return torch.from_numpy(np.stack(images)), labels
+        images = torch.from_numpy(np.stack(images))
+        if self.white is None and int(images.max()) <= 16:
+            log.warning(
+                "every image is darker than 16/255: if they are 12-bit (or 10-bit) data in "
+                "16-bit files, they were read against 65535 and lost their grey levels; set "
+                "dataset.white=4095 (or 1023)"
+            )
+        return images, labels
