@@ -65,11 +65,7 @@ class Predictor:
                     f"{self.run_dir} is not a finished run folder: {needed.name} is missing"
                 )
         self.cfg = OmegaConf.load(config)
-        ckpt = self.run_dir / "checkpoints" / "last.ckpt"
-        if not ckpt.is_file() and self.cfg.get("ckpt_path"):
-            ckpt = Path(self.cfg.ckpt_path)  # a cluster-only run: the model it clustered
-        if not ckpt.is_file():
-            raise PredictError(f"{self.run_dir}: no checkpoint to load ({ckpt})")
+        ckpt = self.weights_file()
         self.module = DeepClusterModule(
             instantiate(self.cfg.model, "model"), embed_batch_size=int(self.cfg.embed_batch_size)
         )
@@ -81,6 +77,29 @@ class Predictor:
         self.image_size = int(self.cfg.dataset.image_size)
         self.channels = int(self.cfg.dataset.channels)
         self.white = self.cfg.dataset.get("white")  # a folder's 16-bit white, as trained
+
+    def weights_file(self) -> Path:
+        """The weights the run's clusters came from: a trained run's own last checkpoint, a
+        cluster-only run's weights.ckpt. Never another run's checkpoint that may have moved on
+        since (a continued pretraining) or stood in for weights moved away."""
+        trained = int(self.cfg.trainer.max_epochs) > 0
+        own = self.run_dir / ("checkpoints/last.ckpt" if trained else "weights.ckpt")
+        if own.is_file():
+            return own
+        if not trained and self.cfg.get("ckpt_path"):  # a cluster-only run of 0.3 or older
+            named = Path(self.cfg.ckpt_path)
+            if named.is_file():
+                print(
+                    f"warning: {self.run_dir} keeps no weights.ckpt (an older run): embedding "
+                    f"with {named}, the checkpoint it named; if that run went on training "
+                    "since, the clusters differ from the run's",
+                    file=sys.stderr,
+                )
+                return named
+        raise PredictError(
+            f"{self.run_dir}: {own} is missing (moved or deleted?): predict needs the weights "
+            "this run's clusters came from"
+        )
 
     def read(self, files: list[Path]):
         """(images (N, C, H, W) uint8, the files they came from): unreadable files skipped,

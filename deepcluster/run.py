@@ -85,11 +85,16 @@ class Standalone:
             return obj
 
 
-def cluster_only(ckpt_path: str, parts) -> None:
-    """`trainer.max_epochs=0`: load the weights, embed and cluster once (no training)."""
+def cluster_only(ckpt_path: str, parts, out_dir: Path) -> None:
+    """`trainer.max_epochs=0`: load the weights, embed and cluster once (no training). The
+    weights are kept in the run folder (weights.ckpt, without the optimizer's state): the
+    checkpoint named may be a last.ckpt that moves on when its run continues, and
+    deepcluster-predict must embed with the weights these clusters came from."""
     import torch
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    kept = {key: ckpt[key] for key in ("state_dict", "epoch", "refinement") if key in ckpt}
+    torch.save({**kept, "source": str(Path(ckpt_path).resolve())}, out_dir / "weights.ckpt")
     # moves 0.1's buffers out of the weights; any refine.method reads any checkpoint here
     parts.module.on_load_checkpoint(ckpt, continuing=False)
     parts.module.load_state_dict(ckpt["state_dict"])
@@ -176,7 +181,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             out_dir,
         )
         if cfg.trainer.max_epochs == 0:
-            cluster_only(plan.ckpt, parts)
+            cluster_only(plan.ckpt, parts, out_dir)
         else:
             try:  # weights_only: resuming never unpickles arbitrary code from a checkpoint
                 trainer.fit(parts.module, datamodule=dm, ckpt_path=plan.ckpt, weights_only=True)

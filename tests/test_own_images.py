@@ -230,6 +230,21 @@ def test_cluster_only_swaps_the_clusterer_of_a_trained_run(compose, tmp_path):
     )
     assert metrics["clusterer"] == "ward" and metrics["stop_reason"].startswith("cluster_only")
     assert len(metrics["history"]) == 1 and not (out / "checkpoints").exists()
+    # the first run goes on training: predict on the ward run still embeds with the weights
+    # its clusters came from (its weights.ckpt), from any working directory
+    ours = predict.Predictor(out)
+    before = ours(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))[1]
+    (first / "checkpoints" / "last.ckpt").unlink()
+    assert np.array_equal(
+        predict.Predictor(out)(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))[1], before
+    )
+    (out / "weights.ckpt").unlink()
+    with pytest.raises(predict.PredictError, match="weights.ckpt is missing"):
+        predict.Predictor(out)
+    for f in (first / "checkpoints").iterdir():  # a trained run's weights moved away
+        f.unlink()
+    with pytest.raises(predict.PredictError, match="last.ckpt is missing"):
+        predict.Predictor(first)
 
 
 def test_deep_and_float_images_are_scaled_not_clipped(tmp_path):
