@@ -86,7 +86,7 @@ class Predictor:
         own = self.run_dir / ("checkpoints/last.ckpt" if trained else "weights.ckpt")
         if own.is_file():
             return own
-        if not trained and self.cfg.get("ckpt_path"):  # a cluster-only run of 0.3 or older
+        if not trained and self.cfg.get("ckpt_path"):  # a cluster-only run made before weights.ckpt
             named = Path(self.cfg.ckpt_path)
             if named.is_file():
                 print(
