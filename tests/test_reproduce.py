@@ -256,5 +256,7 @@ def test_a_failed_run_says_why_in_the_plan_output(tmp_path, monkeypatch):
     assert len(runner.execute(jobs, log=said.append, poll_s=0.01)) == 2
     assert "      error: MNIST: no files under /x" in said
     crash = tmp_path / "crash.log"
-    crash.write_text("Traceback (most recent call last):\n  ...\nIndexError: index 3\n\n")
-    assert runner.why_failed(crash) == "IndexError: index 3"
+    earlier = "error: an earlier attempt's reason\n"
+    crash.write_text(earlier + "Traceback (most recent call last):\n  ...\nIndexError: index 3\n\n")
+    assert runner.why_failed(crash, len(earlier)) == "IndexError: index 3"  # this attempt's
+    assert runner.why_failed(crash, len(earlier), -9) == "killed by signal 9"

@@ -209,15 +209,17 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 (job.run_dir / "metrics.json").unlink()  # not done until the new one finishes
             cmd = command(job, parent)
             log(f"[{started}/{total}] {shlex.join(cmd[2:])}")
-            fh = (job.run_dir / "reproduce.log").open("a")
+            log_path = job.run_dir / "reproduce.log"  # appended to: every attempt's output
+            offset = log_path.stat().st_size if log_path.exists() else 0
+            fh = log_path.open("a")
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
-            running[proc] = (job, time.time(), fh)
+            running[proc] = (job, time.time(), fh, offset)
         finished = [proc for proc in running if proc.poll() is not None]
         if not finished:
             time.sleep(poll_s)
             continue
         for proc in finished:
-            job, t0, fh = running.pop(proc)
+            job, t0, fh, offset = running.pop(proc)
             fh.close()
             unfinished.discard(id(job))
             ok = proc.returncode == 0
@@ -226,16 +228,21 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 f"({time.time() - t0:.0f} s)"
             )
             if not ok:
-                log(f"      {why_failed(job.run_dir / 'reproduce.log')}")
+                log(f"      {why_failed(job.run_dir / 'reproduce.log', offset, proc.returncode)}")
                 failed.append(job)
     return failed
 
 
-def why_failed(log_path: Path) -> str:
-    """A failed run's reason, from its log: its `error:` line (our errors print one), else the
-    last line written (a traceback's exception), so the plan's output says why without opening
-    the folder."""
-    lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+def why_failed(log_path: Path, offset: int = 0, returncode: int = 1) -> str:
+    """A failed run's reason, from what this attempt wrote to its log (from `offset`): a
+    signal that killed it, else its `error:` line (our errors print one), else its last line
+    (a traceback's exception), so the plan's output says why without opening the folder."""
+    if returncode < 0:
+        return f"killed by signal {-returncode}"
+    with log_path.open("rb") as fh:
+        fh.seek(offset)
+        text = fh.read().decode(errors="replace")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error:")]
-    reason = errors[-1] if errors else (lines[-1] if lines else "(its log is empty)")
+    reason = errors[-1] if errors else (lines[-1] if lines else "(it wrote nothing)")
     return reason if len(reason) <= 400 else reason[:400] + " …"
