@@ -260,3 +260,13 @@ def test_a_failed_run_says_why_in_the_plan_output(tmp_path, monkeypatch):
     crash.write_text(earlier + "Traceback (most recent call last):\n  ...\nIndexError: index 3\n\n")
     assert runner.why_failed(crash, len(earlier)) == "IndexError: index 3"  # this attempt's
     assert runner.why_failed(crash, len(earlier), -9) == "killed by signal 9"
+
+
+def test_a_pretraining_is_the_same_run_whichever_settings_chose_it(tmp_path):
+    """N2D and method A share Fashion-MNIST's pretraining: started by one selection, it is
+    continued by the other, not refused as "started with other settings"."""
+    n2d = runner.plan(by_name("N2D/fashion"), [0], tmp_path, False, "cpu", [])[0]
+    a = runner.plan(by_name("A/fashion/k10/relu"), [0], tmp_path, False, "cpu", [])[0]
+    assert n2d.run_dir == a.run_dir and n2d.identity == a.identity
+    assert "experiment=dekm_fashion" in n2d.identity
+    assert n2d.claim() is None and a.claim() is None

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepcluster.reproduce.settings import Setting
+from deepcluster.reproduce.settings import SETTINGS, Setting
 
 # seconds per image per epoch of reconstruction training, measured here (2 Xeon cores, RESULTS)
 SECONDS_PER_IMAGE_EPOCH = {
@@ -111,7 +111,7 @@ def plan(
                 pretrains[key] = Job(
                     root / "pretrain" / key,
                     [
-                        f"experiment={exp}",
+                        f"experiment={pretrain_experiment(s, quick)}",
                         f"activation={s.activation}",
                         f"seed={seed}",
                         "refine=none",
@@ -143,6 +143,16 @@ def plan(
             pretrains[key].after.append(run)
             jobs.append(run)
     return jobs
+
+
+def pretrain_experiment(setting: Setting, quick: bool) -> str:
+    """The experiment a pretraining runs under: that of the first published setting sharing
+    it, whichever settings --only chose. Experiments sharing a pretraining differ only in what
+    comes after it (and in how it is monitored), so one folder is the same run under any
+    selection: an interrupted `--only N2D/fashion` goes on under `--only 'A/fashion/*'`."""
+    key = setting.pretrain_key(0, quick)
+    first = next(s for s in SETTINGS if s.pretrain_key(0, quick) == key)
+    return first.experiment + ("_quick" if quick else "")
 
 
 def command(job: Job, parent: Job | None) -> list[str]:
