@@ -270,3 +270,31 @@ def test_a_pretraining_is_the_same_run_whichever_settings_chose_it(tmp_path):
     assert n2d.run_dir == a.run_dir and n2d.identity == a.identity
     assert "experiment=dekm_fashion" in n2d.identity
     assert n2d.claim() is None and a.claim() is None
+
+
+def test_a_run_made_with_other_overrides_is_not_the_published_one(tmp_path, capsys):
+    """A finished run started with extra overrides (`… -- dataset.limit=500`) is neither
+    skipped by the plain command as done nor shown unmarked beside the paper."""
+    pre, run = runner.plan(by_name("N2D/mnist_test"), [0], tmp_path, False, "cpu", [])
+    odd = runner.plan(by_name("N2D/mnist_test"), [0], tmp_path, False, "cpu", ["dataset.limit=500"])
+    history = [{"epoch": 199, "phase": "cluster_only"}]
+    for job in odd:
+        assert job.claim() is None
+        metrics = {"acc": 0.61, "nmi": 0.55, "n": 500, "history": history, "stop_reason": "x"}
+        (job.run_dir / "metrics.json").write_text(json.dumps(metrics))
+    assert odd[1].done and not run.done  # the same folder, another run
+    assert "holds a run started with other settings (dataset.limit=500)" in run.claim()
+    entries = tables.collect(by_name("N2D/mnist_test"), [0], tmp_path, quick=False)
+    assert entries[0]["ours"]["runs"][0]["not_as_published"] == [
+        "500 images, not 10000",
+        "dataset.limit=500",
+    ]
+    text = tables.markdown(entries)
+    assert "| N2D/mnist_test † |" in text and "| 500 images, not 10000, dataset.limit=500 |" in text
+    harmless = runner.plan(by_name("N2D/mnist_test"), [1], tmp_path, False, "cpu", ["data.root=/d"])
+    for job in harmless:
+        assert job.claim() is None
+        metrics = {"acc": 0.9, "nmi": 0.9, "n": 10000, "history": history, "stop_reason": "x"}
+        (job.run_dir / "metrics.json").write_text(json.dumps(metrics))
+    entries = tables.collect(by_name("N2D/mnist_test"), [1], tmp_path, quick=False)
+    assert [r["not_as_published"] for r in entries[0]["ours"]["runs"]][-1] == []

@@ -44,11 +44,17 @@ class Job:
 
     @property
     def done(self) -> bool:
-        """Finished, and, for a pretraining, still of use to the runs that continue it: a
-        fresh clone holds a finished pretraining's metrics.json but never its checkpoint."""
-        if not self.finished:
+        """Finished as this run (not with other overrides: claim() then says so), and, for a
+        pretraining, still of use to the runs that continue it: a fresh clone holds a
+        finished pretraining's metrics.json but never its checkpoint."""
+        if not self.finished or self.started_as() not in (None, self.identity):
             return False
         return self.checkpoint.is_file() or all(child.done for child in self.after)
+
+    def started_as(self) -> list[str] | None:
+        """The identity the folder's run was started with (plan.json); None: not recorded."""
+        path = self.run_dir / "plan.json"
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def remaining_s(self) -> float:
         """The estimate less what an interrupted pretraining already trained."""
@@ -76,8 +82,8 @@ class Job:
         """Before a start: None if the folder is new or holds this same run (then it is
         marked so: plan.json), else why the run cannot go on there."""
         path = self.run_dir / "plan.json"
-        if path.is_file():
-            before = json.loads(path.read_text())
+        before = self.started_as()
+        if before is not None:
             if before != self.identity:
                 changed = ", ".join(sorted(set(before) ^ set(self.identity)))
                 return (

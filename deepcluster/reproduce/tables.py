@@ -7,7 +7,11 @@ import json
 import statistics
 from pathlib import Path
 
+from deepcluster.reproduce import runner
 from deepcluster.reproduce.settings import Setting
+
+# overrides that move files, not results
+HARMLESS = ("data.root=", "data.download=", "trainer=gpu")
 
 
 def _read(path: Path) -> dict:
@@ -50,6 +54,23 @@ def _trained_epochs(m: dict) -> int:
     return sum(h.get("phase") == "pretrain" for h in m["history"])
 
 
+def not_as_published(
+    setting: Setting, seed: int, root: Path, quick: bool, n: int | None
+) -> list[str]:
+    """What a finished run changed from the published setting: overrides given to it or to
+    its pretraining (their plan.json) beyond the setting's own, and a dataset size that is
+    not the setting's (a `dataset.limit`, a smaller download)."""
+    pre, run = runner.plan([setting], [seed], root, quick, "cpu", [])
+    changed = []
+    for job in (pre, run):
+        started = job.started_as() or []
+        changed += [o for o in started if o not in job.identity and not o.startswith(HARMLESS)]
+    expected = runner.N_IMAGES[(setting.dataset, setting.split)]
+    if n is not None and n != expected:  # (None: a metrics.json without it)
+        changed.append(f"{n} images, not {expected}")
+    return sorted(set(changed))
+
+
 def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) -> list[dict]:
     """One entry per setting, over the seeds asked for and every seed found on disk."""
     entries = []
@@ -79,6 +100,7 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
                     "run_machine": info.get("machine") or {},
                     "wall_s": walls[0] + walls[1] if None not in walls else None,
                     "wall_parts_s": walls,  # pretraining, run; None where unknown
+                    "not_as_published": not_as_published(s, seed, root, quick, m.get("n")),
                 }
             )
         acc, acc_sd = _mean_sd([r["acc"] for r in runs])
@@ -163,8 +185,10 @@ def markdown(entries: list[dict]) -> str:
         planned = len(e["seeds_planned"])
         n = len(o["seeds"])
         seeds = f"{n} of {planned}"
+        changed = any(r["not_as_published"] for r in o["runs"])
         lines.append(
-            f"| {e['setting']} | {e['k']} | {e['activation']} | {published} | "
+            f"| {e['setting']}{' †' if changed else ''} | {e['k']} | {e['activation']} | "
+            f"{published} | "
             f"{_fmt(o['acc_mean'], o['acc_sd'], n)} | {_fmt(o['nmi_mean'], o['nmi_sd'], n)} | "
             f"{seeds} | {_epochs(e)} | "
             f"{'; '.join(e['machine']) or '–'} |"
@@ -177,7 +201,8 @@ def markdown(entries: list[dict]) -> str:
         "seeds that ran; epochs: reconstruction epochs (+ refinement epochs), marked when "
         "fewer than the schedule's; machine: every machine that ran a part (pretraining or "
         "run). Wall times: ? where a part's time is unknown (a run_info.json missing, or a "
-        "resumed run whose earlier processes were not timed).",
+        "resumed run whose earlier processes were not timed). †: a run differs from the "
+        "published setting (its overrides or dataset size: the last column of Every run).",
     ]
     return "\n".join(lines + per_seed(entries)) + "\n"
 
@@ -189,8 +214,8 @@ def per_seed(entries: list[dict]) -> list[str]:
         "## Every run",
         "",
         "| setting | seed | ACC | NMI | epochs | stopped | wall, min (pretraining + run) | "
-        "machine | folder |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "machine | folder | not as published |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         for r in e["ours"]["runs"]:
@@ -200,7 +225,7 @@ def per_seed(entries: list[dict]) -> list[str]:
             lines.append(
                 f"| {e['setting']} | {r['seed']} | {r['acc']:.4f} | {r['nmi']:.4f} | "
                 f"{r['epochs']} | {stopped} | {minutes} | {_run_machines(r)} | "
-                f"`{r['dir']}` |"
+                f"`{r['dir']}` | {', '.join(r.get('not_as_published', [])) or '–'} |"
             )
     return lines if len(lines) > 5 else []  # a header alone says nothing
 
