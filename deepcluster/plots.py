@@ -193,9 +193,16 @@ def dendrogram(linkage: np.ndarray, k: int, path: Path, title: str = "", top: in
 SCORE_NAMES = {"acc": "ACC", "silhouette": "silhouette"}
 
 
-def acc_vs_k(rows: Sequence[dict], path: Path, title: str = "", score: str = "acc") -> Path:
-    """Bar chart: final ACC (or, without labels, silhouette) per k, one bar per activation
-    (the papers' k × activation figure)."""
+def acc_vs_k(
+    rows: Sequence[dict],
+    path: Path,
+    title: str = "",
+    score: str = "acc",
+    group: str = "activation",
+) -> Path:
+    """Bar chart: final ACC (or, without labels, silhouette) per k, one bar per value of the
+    rows' `group` field (activation: the papers' k × activation figure); rows of one k and
+    group (seeds) are averaged."""
     name = SCORE_NAMES[score]
     ok = [
         r
@@ -203,24 +210,24 @@ def acc_vs_k(rows: Sequence[dict], path: Path, title: str = "", score: str = "ac
         if r.get("status") == "ok" and r.get("k") is not None and r.get(score) is not None
     ]
     ks = sorted({int(r["k"]) for r in ok})
-    groups = sorted({str(r.get("activation")) for r in ok})
+    groups = sorted({str(r.get(group)) for r in ok})
     width = 0.8 / max(len(groups), 1)
     fig, ax = plt.subplots(figsize=(1.2 * max(len(ks), 2) + 2.5, 3.8))
-    for g, group in enumerate(groups):
+    for g, label in enumerate(groups):
         values = []
         for k in ks:
-            vals = [r[score] for r in ok if int(r["k"]) == k and str(r.get("activation")) == group]
+            vals = [r[score] for r in ok if int(r["k"]) == k and str(r.get(group)) == label]
             values.append(np.mean(vals) if vals else np.nan)
         xs = np.arange(len(ks)) + (g - (len(groups) - 1) / 2) * width
-        bars = ax.bar(xs, values, width, label=group)
+        bars = ax.bar(xs, values, width, label=label)
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(range(len(ks)), [f"k={k}" for k in ks])
     ax.set_ylabel(name)
     if score == "acc":
         ax.set_ylim(0, 1.15)  # headroom for the legend above the bars
         ax.set_yticks(np.linspace(0, 1, 6))
-    ax.legend(title="activation", loc="upper center", ncol=max(len(groups), 1), fontsize=8)
-    ax.set_title(title or f"final {name} per k and activation")
+    ax.legend(title=group, loc="upper center", ncol=min(max(len(groups), 1), 3), fontsize=8)
+    ax.set_title(title or f"final {name} per k and {group}")
     return _save(fig, path)
 
 
@@ -238,7 +245,8 @@ def acc_vs_epoch(
     if score == "acc":
         ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.lines:
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title or f"{name} per epoch")
     return _save(fig, path)
 

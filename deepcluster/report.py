@@ -84,6 +84,8 @@ def read_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
             }
             for key, path in keys.items():
                 row[key] = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
+            if row["k"] == "auto":  # chosen at run time: unknown without a result
+                row["k"] = None
     return row
 
 
@@ -123,7 +125,13 @@ def write_figures(rows: list[dict], out_dir: Path) -> dict[str, Path]:
     # data without labels (a flat folder, an array without them): silhouette instead of ACC
     score = "acc" if any(r.get("acc") is not None for r in ok) else "silhouette"
     figures = {
-        "acc_vs_k": plots.acc_vs_k(ok, fig_dir / "acc_vs_k.png", score=score),
+        "acc_vs_k": plots.acc_vs_k(
+            ok,
+            fig_dir / "acc_vs_k.png",
+            f"final {plots.SCORE_NAMES[score]} per k (mean over seeds)",
+            score=score,
+            group="variant",
+        ),
         "acc_vs_epoch": plots.acc_vs_epoch(
             [(r["overrides"] or r["job"], r["history"]) for r in ok if r["history"]],
             fig_dir / "acc_vs_epoch.png",
@@ -187,7 +195,11 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, use_wandb: bool =
     # show what varies between jobs; what every job shares goes once above the table
     common = set.intersection(*(set(r["all_overrides"]) for r in rows))
     for r in rows:
-        r["overrides"] = " ".join(o for o in r["all_overrides"] if o not in common)
+        varied = [o for o in r["all_overrides"] if o not in common]
+        r["overrides"] = " ".join(varied)
+        # acc_vs_k's bars: the jobs' variant besides k (seeds averaged), never a mean over
+        # two clusterers or two datasets
+        r["variant"] = " ".join(o for o in varied if not o.startswith(("k=", "seed="))) or "all"
     md, table = write_tables(rows, out_dir, sorted(common))
     figures = write_figures(rows, out_dir)
     wandb_dir = log_to_wandb(rows, figures, sweep_dir) if use_wandb else None

@@ -124,3 +124,41 @@ def test_a_loggers_own_name_and_folder_are_kept(compose, tmp_path, monkeypatch):
     assert loggers["WandbLogger"]._wandb_init["name"] == "my-run"
     assert loggers["CSVLogger"].save_dir == str(tmp_path / "logs")
     tracking.finish_wandb([loggers["WandbLogger"]])
+
+
+def fake_job(sweep_dir, name, overrides, metrics=None):
+    """A job folder as a sweep leaves it: its overrides, its config, maybe its metrics."""
+    job = sweep_dir / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    config = {"k": "auto", "activation": {"name": "relu"}, "dataset": {"name": "digits"}}
+    config["clusterer"] = {"name": "kmeans"}
+    (job / ".hydra" / "config.yaml").write_text(json.dumps(config))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps({"history": [], **metrics}))
+
+
+def test_report_of_k_auto_with_an_unfinished_job_and_bars_per_variant(tmp_path, monkeypatch):
+    """A k=auto job without a result has no k (not the string "auto" in W&B's numeric
+    column); the ACC-vs-k bars are per variant (here the clusterer), never a mean of two."""
+    from deepcluster import report
+
+    fake_job(tmp_path, "0", ["k=auto", "clusterer=kmeans"], {"k": 4, "acc": 0.25})
+    fake_job(tmp_path, "1", ["k=auto", "clusterer=ward"], {"k": 4, "acc": 0.35})
+    fake_job(tmp_path, "2", ["k=auto", "clusterer=gmm"])  # killed: no metrics.json
+    plotted = {}
+    from deepcluster import plots
+
+    real = plots.acc_vs_k
+
+    def spy(rows, path, *args, **kwargs):
+        plotted.update({r["variant"]: r["acc"] for r in rows}, group=kwargs.get("group"))
+        return real(rows, path, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "acc_vs_k", spy)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = report.build_report(tmp_path, use_wandb=True)
+    assert [r["k"] for r in out["rows"]] == [4, 4, None]
+    assert plotted == {"clusterer=kmeans": 0.25, "clusterer=ward": 0.35, "group": "variant"}
+    assert out["wandb"] is not None
