@@ -90,7 +90,8 @@ def final_metrics(cfg: DictConfig, callback, datamodule, baseline: dict | None) 
             "refine_method": cfg.refine.method if cfg.refine.enabled else None,
             "augment": OmegaConf.select(cfg, "augment.name", default="none"),
             "seed": int(cfg.seed),
-            "epochs": len(callback.history),
+            # the model's epochs (a cluster-only run: its checkpoint's, not its one entry)
+            "epochs": callback.history[-1]["epoch"] + 1 if callback.history else 0,
             "stop_reason": callback.stop_reason,
             "baseline": baseline,
         }

@@ -172,6 +172,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 cfg.k < n,
                 f"k={cfg.k} is not smaller than the number of images ({n}); use k <= {n - 1}",
             )
+        else:  # checked now, not after the first epoch trained
+            require(
+                cfg.k_search.min < n,
+                f"k_search.min={cfg.k_search.min} is not smaller than the number of images "
+                f"({n}); use k_search.min <= {n - 1}",
+            )
         log.info(
             "training %s on %s (%d images), k=%s → %s",
             type(parts.module.model).__name__,

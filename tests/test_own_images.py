@@ -210,11 +210,39 @@ def test_k_auto_on_digits_reports_its_choice(compose, tmp_path):
     assert 2 <= metrics["k_chosen"] <= 12 and metrics["k"] == metrics["k_chosen"]
     assert sorted(map(int, metrics["k_search"]["scores"])) == list(range(2, 13))
     assert (tmp_path / "figures" / "k_search.png").is_file()
+    # killed before its results, resumed: the choice and its curve come back with the run
+    for name in ("metrics.json", "figures/k_search.png"):
+        (tmp_path / name).unlink()
+    resumed = run(
+        compose(
+            "k=auto",
+            "k_search.max=12",
+            "trainer.max_epochs=1",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+            f"output_dir={tmp_path}",
+            f"ckpt_path={tmp_path}/checkpoints/last.ckpt",
+        )
+    )
+    assert resumed["k_chosen"] == metrics["k_chosen"]
+    assert resumed["k_search"] == metrics["k_search"]
+    assert (tmp_path / "figures" / "k_search.png").is_file()
+
+
+def test_k_search_min_beyond_the_images_fails_before_training(compose, tmp_path):
+    with pytest.raises(Exception, match="k_search.min=8 is not smaller than the number of images"):
+        run(
+            compose("k=auto", "k_search.min=8", "dataset.limit=8", *QUICK, f"output_dir={tmp_path}")
+        )
+    assert not (tmp_path / "checkpoints").exists()  # nothing trained
+    with pytest.raises(ValueError, match="k_search.min=8, but 8 images allow k up to 7"):
+        choose_k(np.zeros((8, 2)), 8, 20)
 
 
 def test_cluster_only_swaps_the_clusterer_of_a_trained_run(compose, tmp_path):
     first = tmp_path / "trained"
-    run(compose("dataset=synthetic", "dataset.n=64", *QUICK, "plots=false", f"output_dir={first}"))
+    two = ["trainer.max_epochs=2", *QUICK[1:]]
+    run(compose("dataset=synthetic", "dataset.n=64", *two, "plots=false", f"output_dir={first}"))
     out = tmp_path / "ward"
     metrics = run(
         compose(
@@ -230,6 +258,7 @@ def test_cluster_only_swaps_the_clusterer_of_a_trained_run(compose, tmp_path):
     )
     assert metrics["clusterer"] == "ward" and metrics["stop_reason"].startswith("cluster_only")
     assert len(metrics["history"]) == 1 and not (out / "checkpoints").exists()
+    assert metrics["epochs"] == 2  # the model's epochs, not its one history entry
     # the first run goes on training: predict on the ward run still embeds with the weights
     # its clusters came from (its weights.ckpt), from any working directory
     ours = predict.Predictor(out)

@@ -10,6 +10,7 @@ every rank embeds, rank 0 clusters and the result (or the error) is broadcast
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -358,6 +359,9 @@ class ClusteringCallback(Callback):
             "timings": self.timings,
             "labels": None if self.labels is None else torch.from_numpy(self.labels),
             "k_now": self.k_now,
+            # k=auto: the choice and every candidate's score, for metrics.json and the
+            # k_search figure of a resumed run
+            "k_choice": None if self.k_choice is None else dataclasses.asdict(self.k_choice),
             "schedule": self.schedule.state_dict(),
             "target_rms": self.target_rms,
             "wall_s_by_folder": self.wall_s_by_folder(),
@@ -383,6 +387,8 @@ class ClusteringCallback(Callback):
         restored_k = state_dict.get("k_now")
         if self.k == "auto":  # the k this run chose carries on
             self.k_now = restored_k if restored_k is not None else self.k_now
+            if state_dict.get("k_choice") is not None:
+                self.k_choice = KChoice(**state_dict["k_choice"])
         elif restored_k is not None and restored_k != self.k_now:
             # a checkpoint clustered with another k (a shared pretraining continued with k=5):
             # the configured k wins, and the old labels are not compared with the new ones

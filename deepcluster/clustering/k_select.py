@@ -41,6 +41,11 @@ def choose_k(
         raise ValueError(f"k_search.min={k_min} and k_search.max={k_max}: need 2 <= min <= max")
     z = np.asarray(z, dtype=np.float64)
     k_max = min(k_max, len(z) - 1)
+    if k_max < k_min:
+        raise ValueError(
+            f"k_search.min={k_min}, but {len(z)} images allow k up to {len(z) - 1}: "
+            f"set k_search.min <= {len(z) - 1}"
+        )
     ks = range(k_min, k_max + 1)
     if criterion == "silhouette":
         from deepcluster.clustering.kmeans import kmeans
