@@ -125,6 +125,9 @@ def write_results(out_dir: Path, callback, datamodule) -> None:
     columns["cluster"] = labels
     if datamodule.labels is not None:
         columns["label"] = datamodule.labels
+        names = getattr(datamodule, "class_names", None)  # a folder's class folders
+        if names is not None:
+            columns["class"] = np.asarray(names, dtype=object)[datamodule.labels]
     import pandas as pd
 
     pd.DataFrame(columns).to_csv(out_dir / "predictions.csv", index=False)

@@ -137,7 +137,8 @@ def test_folder_run_then_predict_reproduces_its_clusters(
         assert (out / name).is_file(), name
     assert np.load(out / "codes.npy").shape == (24, 10)
     rows = list(csv.DictReader((out / "predictions.csv").open()))
-    assert list(rows[0]) == ["index", "path", "cluster", "label"]
+    assert list(rows[0]) == ["index", "path", "cluster", "label", "class"]
+    assert {(r["label"], r["class"]) for r in rows} == {("0", "discs"), ("1", "squares")}
     runs = {r["path"]: int(r["cluster"]) for r in rows}
     new = tmp_path / "predicted.csv"
     assert predict.main([str(out), str(labelled_folder), "--out", str(new)]) == 0
