@@ -211,20 +211,18 @@ def test_k_auto_on_digits_reports_its_choice(compose, tmp_path):
     assert 2 <= metrics["k_chosen"] <= 12 and metrics["k"] == metrics["k_chosen"]
     assert sorted(map(int, metrics["k_search"]["scores"])) == list(range(2, 13))
     assert (tmp_path / "figures" / "k_search.png").is_file()
-    # killed before its results, resumed: the choice and its curve come back with the run
+
+
+def test_k_auto_choice_survives_a_resume(compose, tmp_path):
+    """k chosen at the end of pretraining, then refined: a run killed before its results and
+    resumed (nothing left to train, no new choice) keeps k_chosen, k_search and the figure."""
+    args = ["k=auto", "k_search.max=6", "refine=dekm", "pretrain_epochs=1", "trainer.max_epochs=2"]
+    args += ["logger=none", "trainer.enable_progress_bar=false", f"output_dir={tmp_path}"]
+    metrics = run(compose(*args))
+    assert metrics["history"][-1]["phase"] == "refine" and metrics["k_chosen"] is not None
     for name in ("metrics.json", "figures/k_search.png"):
         (tmp_path / name).unlink()
-    resumed = run(
-        compose(
-            "k=auto",
-            "k_search.max=12",
-            "trainer.max_epochs=1",
-            "logger=none",
-            "trainer.enable_progress_bar=false",
-            f"output_dir={tmp_path}",
-            f"ckpt_path={tmp_path}/checkpoints/last.ckpt",
-        )
-    )
+    resumed = run(compose(*args, f"ckpt_path={tmp_path}/checkpoints/last.ckpt"))
     assert resumed["k_chosen"] == metrics["k_chosen"]
     assert resumed["k_search"] == metrics["k_search"]
     assert (tmp_path / "figures" / "k_search.png").is_file()
