@@ -51,10 +51,13 @@ class Job:
             return False
         return self.checkpoint.is_file() or all(child.done for child in self.after)
 
+    @property
+    def plan_file(self) -> Path:
+        return self.run_dir / "plan.json"
+
     def started_as(self) -> list[str] | None:
         """The identity the folder's run was started with (plan.json); None: not recorded."""
-        path = self.run_dir / "plan.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        return json.loads(self.plan_file.read_text()) if self.plan_file.is_file() else None
 
     def remaining_s(self) -> float:
         """The estimate less what an interrupted pretraining already trained."""
@@ -81,7 +84,6 @@ class Job:
     def claim(self) -> str | None:
         """Before a start: None if the folder is new or holds this same run (then it is
         marked so: plan.json), else why the run cannot go on there."""
-        path = self.run_dir / "plan.json"
         before = self.started_as()
         if before is not None:
             if before != self.identity:
@@ -92,7 +94,7 @@ class Job:
                 )
             return None
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.identity) + "\n")
+        self.plan_file.write_text(json.dumps(self.identity) + "\n")
         return None
 
 
@@ -191,7 +193,7 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
     total, started = len(pending), 0
     log(f"{len(jobs) - total} of {len(jobs)} runs already finished")
     unfinished = {id(j) for j in pending}  # still to run or running
-    running: dict[subprocess.Popen, tuple[Job, float, object]] = {}
+    running: dict[subprocess.Popen, tuple[Job, float, object, Path, int]] = {}
     while pending or running:
         for job in list(pending):
             if len(running) >= at_once:
@@ -229,13 +231,13 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
             offset = log_path.stat().st_size if log_path.exists() else 0
             fh = log_path.open("a")
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
-            running[proc] = (job, time.time(), fh, offset)
+            running[proc] = (job, time.time(), fh, log_path, offset)
         finished = [proc for proc in running if proc.poll() is not None]
         if not finished:
             time.sleep(poll_s)
             continue
         for proc in finished:
-            job, t0, fh, offset = running.pop(proc)
+            job, t0, fh, log_path, offset = running.pop(proc)
             fh.close()
             unfinished.discard(id(job))
             ok = proc.returncode == 0
@@ -244,7 +246,7 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 f"({time.time() - t0:.0f} s)"
             )
             if not ok:
-                log(f"      {why_failed(job.run_dir / 'reproduce.log', offset, proc.returncode)}")
+                log(f"      {why_failed(log_path, offset, proc.returncode)}")
                 failed.append(job)
     return failed
 

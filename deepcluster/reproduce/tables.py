@@ -225,7 +225,7 @@ def per_seed(entries: list[dict]) -> list[str]:
             lines.append(
                 f"| {e['setting']} | {r['seed']} | {r['acc']:.4f} | {r['nmi']:.4f} | "
                 f"{r['epochs']} | {stopped} | {minutes} | {_run_machines(r)} | "
-                f"`{r['dir']}` | {', '.join(r.get('not_as_published', [])) or '–'} |"
+                f"`{r['dir']}` | {', '.join(r['not_as_published']) or '–'} |"
             )
     return lines if len(lines) > 5 else []  # a header alone says nothing
 
