@@ -5,7 +5,9 @@ overrides that change the result (not logger, plots, …; a ckpt_path file as `f
 <hash>`, ckpt_path=last not at all). So every run of one
 command sits under one stable folder, and `ckpt_path=last` continues the newest of them
 that has a checkpoint — in this folder, never another command's. A sweep job, or a run with
-its own `hydra.run.dir`, continues only its own folder. A run that already finished
+its own `hydra.run.dir`, continues only its own folder. When the command's folder has nothing
+to continue but the same overrides begun from a checkpoint file do, `last` refuses and names
+that checkpoint, rather than start from nothing. A run that already finished
 (metrics.json written) is not trained further: the command says so and shows its result.
 """
 
@@ -67,5 +69,32 @@ def resolve(value: str | None, out_dir: Path, search_siblings: bool) -> Resume:
         if ckpt.is_file():
             log.info("resuming from %s", ckpt)
             return Resume(ckpt=str(ckpt))
+    if search_siblings:
+        refuse_if_begun_from_file(out_dir)
     log.warning("ckpt_path=last: no earlier checkpoint of this command found, starting fresh")
     return Resume()
+
+
+def refuse_if_begun_from_file(out_dir: Path) -> None:
+    """`ckpt_path=last` found nothing, but the same overrides begun from a checkpoint file
+    (`<key>,from=…`, another command) left checkpoints: the user most likely means one of
+    them, and starting from nothing instead would throw a pretraining away. Say which."""
+    key = out_dir.parent.name
+    started = "from=" if key == "default" else key + ",from="
+    found = sorted(
+        (
+            ckpt
+            for key_dir in out_dir.parent.parent.iterdir()
+            if key_dir.name.startswith(started) and key_dir.is_dir()
+            for ckpt in key_dir.glob("*/checkpoints/last.ckpt")
+        ),
+        key=lambda ckpt: ckpt.parent.parent.name,
+        reverse=True,
+    )
+    if found:
+        raise ConfigError(
+            "ckpt_path=last continues runs of this command begun from nothing; the ones begun "
+            f"from a checkpoint file are other commands. To continue the newest of those, give "
+            f"its checkpoint: ckpt_path={found[0]}"
+            + (f" ({len(found)} such runs)" if len(found) > 1 else "")
+        )

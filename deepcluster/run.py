@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -116,6 +117,43 @@ def cluster_once(parts, epoch: int) -> None:
     parts.callback.record_update(Standalone(parts.datamodule, epoch), parts.module, update, entry)
 
 
+def warn_if_refinement_never_runs(cfg: DictConfig) -> None:
+    """refine=dekm/dec with trainer.max_epochs <= pretrain_epochs trains no refinement epoch:
+    legal (a pretraining cut short), but easy to do by mistake (the digits default
+    pretrains 20 epochs, so trainer.max_epochs=10 only reconstructs)."""
+    epochs = cfg.trainer.max_epochs
+    if cfg.refine.enabled and epochs is not None and 0 < epochs <= cfg.pretrain_epochs:
+        log.warning(
+            "refine=%s will not train: trainer.max_epochs=%d is not above pretrain_epochs=%d "
+            "(the refinement starts after the pretraining); raise trainer.max_epochs or lower "
+            "pretrain_epochs to refine",
+            cfg.refine.method,
+            epochs,
+            cfg.pretrain_epochs,
+        )
+
+
+def set_aside_earlier_run(out_dir: Path, resuming_from: str | None) -> None:
+    """A folder given again (a fixed `hydra.run.dir`) may hold an earlier run's results and
+    checkpoints. Its metrics.json would say "finished" of this run if this one stopped early,
+    and its last.ckpt is what `ckpt_path=last` and a NaN's "last good checkpoint" would name
+    before this run wrote one: both kept under other names (the one before is replaced). A run
+    continuing its own checkpoint keeps them."""
+    stale = out_dir / "metrics.json"
+    if stale.is_file():
+        stale.replace(out_dir / "metrics.previous.json")
+        log.info("%s held an earlier run's results: now metrics.previous.json", out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    own = resuming_from is not None and Path(resuming_from).resolve().is_relative_to(
+        ckpt_dir.resolve()
+    )
+    if not own and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
+        previous = out_dir / "checkpoints.previous"
+        shutil.rmtree(previous, ignore_errors=True)
+        ckpt_dir.replace(previous)
+        log.info("%s held an earlier run's checkpoints: now checkpoints.previous/", out_dir)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, cluster, write the run's outputs; returns the final metrics."""
     import lightning as L
@@ -127,6 +165,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     quiet_libraries()
     validate(cfg)
+    warn_if_refinement_never_runs(cfg)
     out_dir = output_dir(cfg)
     check_writable(out_dir)
     plan = _resume_plan(cfg, out_dir)
@@ -157,12 +196,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     succeeded = False
     try:
         trainer = build_trainer(cfg, [parts.callback, checkpoint], loggers, out_dir)
-        stale = out_dir / "metrics.json"  # an earlier run's, in a folder given again
-        if trainer.is_global_zero and stale.is_file():
-            # it would say "finished" of this run if this one stopped early (to ckpt_path=last,
-            # to a sweep's report); kept under another name
-            stale.replace(out_dir / "metrics.previous.json")
-            log.info("%s held an earlier run's results: now metrics.previous.json", out_dir)
+        if trainer.is_global_zero:
+            set_aside_earlier_run(out_dir, plan.ckpt)
         dm = parts.datamodule.prepare()  # loads now: bad data fails before any training
         n = dm.num_samples
         require(n >= 3, f"{cfg.dataset.name} has {n} images: clustering needs at least 3")

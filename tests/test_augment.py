@@ -37,7 +37,14 @@ def test_identity_when_every_range_is_zero():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"max_shift": 1.5}, {"max_rotation": -1}, {"scale": (1.2, 1.0)}]
+    "kwargs",
+    [
+        {"max_shift": 1.5},
+        {"max_rotation": -1},
+        {"scale": (1.2, 1.0)},
+        {"scale": 1.2},  # one number: was "cannot unpack non-iterable float object"
+        {"scale": (0.9, 1.0, 1.1)},
+    ],
 )
 def test_rejects_bad_ranges(kwargs):
     with pytest.raises(ValueError, match="augment."):

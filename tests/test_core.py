@@ -125,6 +125,20 @@ def test_a_run_continued_from_a_checkpoint_file_is_another_command(tmp_path):
     assert key != resume.run_key("k=3", str(tmp_path / "other" / "checkpoints" / "last.ckpt"))
 
 
+def test_last_names_the_same_command_begun_from_a_file_rather_than_start_over(tmp_path):
+    """`k=3 ckpt_path=<file>` interrupted, then `k=3 ckpt_path=last`: that run is another
+    command (its key has from=…), but starting k=3 from nothing would throw the pretraining
+    away with a warning only. It is refused, naming the checkpoint to give."""
+    pre = tmp_path / "pre" / "checkpoints" / "last.ckpt"
+    _fake_run(tmp_path / resume.run_key("k=3", str(pre)), "2026-11-01_10-00-00", ckpt=True)
+    _fake_run(tmp_path / resume.run_key("k=4", str(pre)), "2026-11-02_10-00-00", ckpt=True)
+    now = _fake_run(tmp_path / resume.run_key("k=3"), "2026-11-03_10-00-00")
+    with pytest.raises(ConfigError, match="ckpt_path=.*2026-11-01_10-00-00/checkpoints/last"):
+        resume.resolve("last", now, search_siblings=True)
+    alone = _fake_run(tmp_path / resume.run_key("k=5"), "2026-11-03_10-00-00")
+    assert resume.resolve("last", alone, search_siblings=True).ckpt is None  # fresh, as before
+
+
 def test_run_key_is_a_safe_stable_folder_name():
     assert resume.run_key("") == "default"
     assert resume.run_key("data.root=/a/b,k=5") == "data.root=_a_b,k=5"
@@ -182,6 +196,35 @@ def test_a_new_run_in_a_finished_runs_folder_moves_its_results_aside(
         run(compose(*TINY, f"output_dir={tmp_path}"))
     assert stopped.value.args == (False,)  # gone before training began
     assert (tmp_path / "metrics.previous.json").read_text() == first
+    # and its checkpoints: else ckpt_path=last (or a NaN's "last good checkpoint") would name
+    # the earlier run's finished weights as this run's
+    assert not (tmp_path / "checkpoints").exists()
+    assert (tmp_path / "checkpoints.previous" / "last.ckpt").is_file()
+
+
+def test_a_run_continuing_its_own_checkpoint_keeps_it(tmp_path):
+    from deepcluster.run import set_aside_earlier_run
+
+    ckpt = tmp_path / "checkpoints" / "epoch001-step4.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_text("x")
+    set_aside_earlier_run(tmp_path, str(ckpt))
+    assert ckpt.is_file()
+    set_aside_earlier_run(tmp_path, str(tmp_path.parent / "pre" / "last.ckpt"))  # another's
+    assert (tmp_path / "checkpoints.previous" / ckpt.name).is_file() and not ckpt.exists()
+
+
+def test_a_refinement_that_cannot_start_is_warned_of(compose, caplog):
+    from deepcluster.run import warn_if_refinement_never_runs
+
+    warn_if_refinement_never_runs(compose(*TINY, "refine=dekm", "pretrain_epochs=3"))
+    assert "refine=dekm will not train: trainer.max_epochs=1" in caplog.text
+    caplog.clear()
+    warn_if_refinement_never_runs(compose(*TINY, "refine=none", "pretrain_epochs=3"))
+    warn_if_refinement_never_runs(
+        compose(*TINY, "refine=dekm", "pretrain_epochs=1", "trainer.max_epochs=2")
+    )
+    assert "will not train" not in caplog.text
 
 
 def test_continuing_a_checkpoint_with_another_k_uses_the_new_k(compose, tmp_path):

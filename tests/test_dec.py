@@ -145,6 +145,18 @@ def test_dec_run_resumed_inside_refinement_equals_the_uninterrupted_run(compose,
     images = torch.randint(0, 256, (5, predictor.channels, predictor.image_size, 28))
     clusters, codes = predictor(images[..., : predictor.image_size].to(torch.uint8))
     assert clusters.shape == (5,) and codes.shape == (5, 10)
+    # nor can another k go on with DEC's 4 centres (it used to log "continuing with k=3"
+    # and go on with 4 clusters)
+    with pytest.raises(ConfigError, match="k=3, but the checkpoint is inside DEC's"):
+        run(
+            compose(
+                *TINY_DEC,
+                "k=3",
+                "trainer.max_epochs=5",
+                f"output_dir={tmp_path / 'k3'}",
+                f"ckpt_path={part}/checkpoints/last.ckpt",
+            )
+        )
     # the other method cannot go on with DEC's targets: it says so, and how to go on
     with pytest.raises(ConfigError, match="resume with refine.method=dec"):
         run(
@@ -189,3 +201,53 @@ def test_ddp_ranks_train_the_same_dec_centres(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["ddp_rank_agreement_checks"] > 4
+
+
+def test_dec_under_a_learning_rate_schedule(compose, tmp_path):
+    """The centres join the optimizer mid-fit: the schedule must cover their group too (it
+    failed with zip() "argument 2 is shorter" at the first refinement step), at the encoder's
+    rate, and a resume inside refinement goes on the same."""
+    from deepcluster.run import run
+
+    args = [*TINY_DEC, "optim.schedule=one_cycle", "optim.peak_lr=0.01"]
+    whole = run(compose(*args, "trainer.max_epochs=3", f"output_dir={tmp_path / 'whole'}"))
+    assert [h["phase"] for h in whole["history"]] == ["pretrain", "refine", "refine"]
+    ckpt = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
+    groups = ckpt["optimizer_states"][0]["param_groups"]
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(groups[0]["lr"])
+    assert len(ckpt["lr_schedulers"][0]["base_lrs"]) == 2
+    part = tmp_path / "part"
+    run(compose(*args, "trainer.max_epochs=2", f"output_dir={part}"))
+    resumed = run(
+        compose(
+            *args,
+            "trainer.max_epochs=3",
+            f"output_dir={part}",
+            f"ckpt_path={part}/checkpoints/last.ckpt",
+        )
+    )
+    assert resumed["acc"] == pytest.approx(whole["acc"])
+
+
+def test_a_raised_step_cap_trains_on_and_says_why_it_stopped(compose, tmp_path):
+    """A run stopped by refine.max_iterations, resumed with the cap lifted, trains on: its
+    metrics must not keep the old "max_iterations" reason."""
+    from deepcluster.run import run
+
+    capped = run(
+        compose(
+            *TINY_DEC, "refine.max_iterations=2", "trainer.max_epochs=4", f"output_dir={tmp_path}"
+        )
+    )
+    assert capped["stop_reason"].startswith("max_iterations")
+    (tmp_path / "metrics.json").unlink()  # as if its process had ended before the results
+    again = run(
+        compose(
+            *TINY_DEC,
+            "refine.max_iterations=0",
+            "trainer.max_epochs=4",
+            f"output_dir={tmp_path}",
+            f"ckpt_path={tmp_path}/checkpoints/last.ckpt",
+        )
+    )
+    assert again["stop_reason"] == "max_epochs" and again["epochs"] == 4

@@ -433,3 +433,61 @@ def test_target_scale_decides_whether_the_targets_follow_the_codes_scale(target_
 def test_a_bad_target_scale_names_the_key():
     with pytest.raises(ValueError, match="refine.target_scale='big'"):
         ClusteringCallback(KMeans(), k=3, schedule=ClusteringSchedule(), target_scale="big")
+
+
+def run_epoch(s, num_batches, labels_at):
+    """Drive one refinement epoch of `num_batches` steps; labels_at(where) → labels.
+    Returns [(where, changed, stop)] of its updates."""
+    out = []
+    for b in range(num_batches):
+        u = s.after_step(b, num_batches, refining=True)
+        if u is not None:
+            out.append((u.where, *s.record(u, labels_at(u.where))))
+    u = s.at_epoch_end(0, 100, stopping=False, refining=True)
+    out.append((u.where, *s.record(u, labels_at(u.where))))
+    return out
+
+
+def test_an_epochs_short_tail_refreshes_but_does_not_test_convergence():
+    """41 batches, an update every 40 steps: the epoch end comes 1 step after the step
+    update. A label change over 1 step says nothing of convergence (it is small either way)."""
+    labels = np.tile([0, 1], 100)
+    s = ClusteringSchedule(refine=True, update_interval=40, tol=0.05, patience=1)
+    s.record(Update("epoch", False, True, "pretrain"), labels)  # refinement starts
+    state = {"labels": labels}
+
+    def moving(where):  # 20 % over a 40-step window, 1 % over the 1-step tail
+        state["labels"] = churn(state["labels"], 40 if where == "step" else 2)
+        return state["labels"]
+
+    first = run_epoch(s, 41, moving)
+    assert [(w, round(c, 2), stop) for w, c, stop in first] == [
+        ("step", 0.2, False),
+        ("epoch", 0.01, False),  # under tol, and a new low for patience: neither counts
+    ]
+    assert s.lowest_changed == pytest.approx(0.2)  # the tail set no low
+    # the next full window is compared with the tail's labels, and is tested
+    second = run_epoch(s, 41, lambda where: state["labels"])
+    assert second[0] == ("step", 0.0, True) and s.stop_reason.startswith("converged")
+
+
+def test_an_epoch_shorter_than_the_interval_is_tested_at_its_end():
+    labels = np.tile([0, 1], 100)
+    s = ClusteringSchedule(refine=True, update_interval=40, tol=0.05)
+    s.record(Update("epoch", False, True, "pretrain"), labels)
+    assert run_epoch(s, 17, lambda where: churn(labels, 2)) == [("epoch", 0.01, True)]
+
+
+def test_the_refresh_window_survives_a_checkpoint():
+    s = ClusteringSchedule(refine=True, update_interval=40)
+    s.record(Update("epoch", False, True, "pretrain"), np.arange(10) % 2)
+    for b in range(40):
+        s.after_step(b, 41, refining=True)
+    s.record(Update("step", False, False, "refine"), np.arange(10) % 2)
+    restored = ClusteringSchedule(refine=True, update_interval=40)
+    restored.load_state_dict(s.state_dict())
+    assert restored.last_refresh_step == s.last_refresh_step == 40
+    old = s.state_dict()
+    del old["last_refresh_step"]  # a checkpoint from before: every window is tested
+    restored.load_state_dict(old)
+    assert restored.last_refresh_step is None

@@ -35,6 +35,7 @@ from deepcluster.clustering.k_select import KChoice, choose_k
 from deepcluster.clustering.label_free import label_free_scores
 from deepcluster.clustering.rotation import code_rms, rotate_and_target
 from deepcluster.clustering.schedule import ClusteringSchedule, Update
+from deepcluster.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,15 @@ class ClusteringCallback(Callback):
             self.redo_last_update(trainer, pl_module)
             trainer.should_stop = True
             return
+        if pl_module.refining:  # its stop no longer holds (a raised cap): it trains on
+            self.schedule.stop_reason = "max_epochs"
+        centers = getattr(pl_module, "centers", None)
+        if self.refine_method == "dec" and centers is not None and len(centers) != self.k_now:
+            raise ConfigError(
+                f"k={self.k_now}, but the checkpoint is inside DEC's refinement with "
+                f"{len(centers)} centres: resume with k={len(centers)}, or start k={self.k_now} "
+                "from a checkpoint of the pretraining"
+            )
         update = self.schedule.at_train_start(trainer.current_epoch, pl_module.refining)
         if update is not None:
             info = self._update(trainer, pl_module, update)

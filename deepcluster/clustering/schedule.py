@@ -22,10 +22,17 @@ an epoch end) and hands it every new labelling. One rule, in full:
 - `changed` is the fraction of labels that moved since the previous update *of the same
   pipeline* (after Hungarian alignment; the update that starts refinement forgets the older
   monitoring labels); refinement has converged when, between two
-  refinement updates, it is below `tol`. Refinement also stops after `max_iterations` steps
-  (0: no cap), and, with `patience` > 0, when `changed` has not set a new low for `patience`
-  refinement updates in a row: with augmented inputs the labels keep moving by about 1 % an
-  update and seldom meet `tol`, and a refinement that drifts apart shows it as rising churn.
+  refinement updates, it is below `tol`. The test needs a full window: under `epoch` an update
+  at an epoch end that comes fewer than `update_interval` steps after the step update before
+  it (the epoch's tail: 1 step when an epoch has 41 batches and the interval is 40) refreshes
+  the targets but tests neither `tol` nor `patience`, since a few steps move few labels
+  whether or not the refinement has settled. (An epoch shorter than the interval has no step
+  updates; its epoch-end windows are whole epochs and are tested.) Refinement also stops
+  after `max_iterations` steps (0: no cap; counted at updates, so it may overshoot by up to
+  `update_interval` - 1 steps), and, with `patience` > 0, when `changed` has not set a new
+  low for `patience` refinement updates in a row: with augmented inputs the labels keep
+  moving by about 1 % an update and seldom meet `tol`, and a refinement that drifts apart
+  shows it as rising churn.
 """
 
 from __future__ import annotations
@@ -73,6 +80,8 @@ class ClusteringSchedule:
     lowest_changed: float = math.inf  # the lowest `changed` of this refinement so far
     since_lowest: int = 0  # refinement updates since it was set
     stop_reason: str = "max_epochs"
+    last_refresh_step: int | None = None  # refine_steps at the last refreshing update
+    epoch_steps: int = 0  # batches in an epoch (seen by after_step)
     stopped: bool = False  # a refinement update decided to stop (not checkpointed)
 
     def __post_init__(self) -> None:
@@ -112,6 +121,7 @@ class ClusteringSchedule:
         if not refining:
             return None
         self.refine_steps += 1
+        self.epoch_steps = num_batches
         every = self.update_interval
         last_batch = batch_idx + 1 >= num_batches  # the epoch end updates anyway
         count = self.refine_steps if self._global else batch_idx + 1
@@ -148,12 +158,25 @@ class ClusteringSchedule:
         if update.starts_refinement:  # monitoring labels of the other pipeline are stale now
             self.previous.clear()
         self.previous[update.pipeline] = np.asarray(labels)
+        window = self._window()
+        if update.phase == "refine" or update.starts_refinement:
+            self.last_refresh_step = self.refine_steps
         if update.phase != "refine":
             return changed, False
         if self.stopped:  # the epoch-end update after a stop mid-epoch: the first reason stands
             return changed, True
+        if window is not None and window < min(self.update_interval, self.epoch_steps):
+            self.stopped = self._cap_stop()  # an epoch's tail: new targets, no test
+            return changed, self.stopped
         self.stopped = self._should_stop(changed)
         return changed, self.stopped
+
+    def _window(self) -> int | None:
+        """Refinement steps since the last refreshing update (None: unknown, as after a
+        checkpoint written before this was kept)."""
+        if self.last_refresh_step is None:
+            return None
+        return self.refine_steps - self.last_refresh_step
 
     def _should_stop(self, changed: float) -> bool:
         if changed < self.tol:  # NaN compares False: the first refinement update never stops
@@ -198,6 +221,7 @@ class ClusteringSchedule:
             "lowest_changed": self.lowest_changed,
             "since_lowest": self.since_lowest,
             "stop_reason": self.stop_reason,
+            "last_refresh_step": -1 if self.last_refresh_step is None else self.last_refresh_step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -206,3 +230,5 @@ class ClusteringSchedule:
         self.lowest_changed = float(state.get("lowest_changed", math.inf))  # 0.2.0 checkpoints
         self.since_lowest = int(state.get("since_lowest", 0))
         self.stop_reason = str(state["stop_reason"])
+        last = int(state.get("last_refresh_step", -1))  # not in older checkpoints
+        self.last_refresh_step = None if last < 0 else last

@@ -28,7 +28,12 @@ class Affine:
         scale: tuple[float, float] = (1.0, 1.0),
         seed: int = 0,
     ) -> None:
-        low, high = scale
+        if isinstance(scale, (str, bytes)) or not hasattr(scale, "__len__") or len(scale) != 2:
+            raise ValueError(
+                f"augment.scale={scale!r} must be two zoom factors [low, high], e.g. [0.9, 1.1] "
+                "([1, 1]: no zoom)"
+            )
+        low, high = (float(v) for v in scale)
         if not 0 <= max_shift < 1:
             raise ValueError(f"augment.max_shift={max_shift} must be in [0, 1) (a fraction)")
         if not 0 <= max_rotation <= 180:

@@ -105,7 +105,15 @@ class DeepClusterModule(L.LightningModule):
         self.centers = torch.nn.Parameter(centers.clone())
         trainer = self._trainer  # None outside a fit
         if trainer is not None and trainer.optimizers:
-            trainer.optimizers[0].add_param_group({"params": [self.centers]})
+            optimizer = trainer.optimizers[0]
+            optimizer.add_param_group({"params": [self.centers], "initial_lr": self.lr})
+            for config in trainer.lr_scheduler_configs:  # the schedule covers the new group
+                # too, with the encoder's factor, as a run resumed from here builds it
+                scheduler = config.scheduler
+                scheduler.base_lrs.append(self.lr)
+                if hasattr(scheduler, "lr_lambdas"):
+                    scheduler.lr_lambdas.append(scheduler.lr_lambdas[0])
+            optimizer.param_groups[-1]["lr"] = optimizer.param_groups[0]["lr"]  # the rate now
 
     def on_fit_start(self) -> None:  # a restored checkpoint loads before the move to the device
         self.set_targets(self.rotation, self.targets)
