@@ -76,6 +76,21 @@ def test_training_sees_augmented_inputs_and_clean_targets():
     assert torch.equal(seen["input"], x)
 
 
+def test_each_ddp_rank_draws_its_own_augmentation():
+    from types import SimpleNamespace
+
+    module = DeepClusterModule(CAE(), augment=Affine())
+    draws = {}
+    for rank in (0, 1, 2):
+        module._trainer = SimpleNamespace(global_rank=rank, global_step=7)
+        draws[rank] = module.augment_draw()
+    assert draws[0] == 7  # one device, or rank 0: the step, as before
+    x = batch()
+    seen = [module.augment(x, draws[rank]) for rank in (0, 1, 2)]
+    assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], seen[2])
+    assert not torch.equal(seen[1], seen[2])
+
+
 @pytest.mark.parametrize("augment_refinement", [True, False])
 def test_refinement_encodes_the_chosen_inputs_toward_the_clean_images_targets(augment_refinement):
     """Method A with augment: the encoder sees the augmented batch (refine.augmented_inputs,

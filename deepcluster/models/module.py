@@ -160,7 +160,7 @@ class DeepClusterModule(L.LightningModule):
         x, idx = batch  # (B, C, H, W) float in [0, 1], (B,) long
         x = self._prep(x)
         augmenting = self.augment is not None and (self.augment_refinement or not self.refining)
-        seen = self.augment(x, self.global_step) if augmenting else x
+        seen = self.augment(x, self.augment_draw()) if augmenting else x
         if self.refining:
             z = self.model.encode(seen)  # (B, d)
             if self.refine_method == "dec":
@@ -182,6 +182,14 @@ class DeepClusterModule(L.LightningModule):
             self.check_finite(self._loss_sum, f"checked every {self.nan_check_every} steps")
         self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
         return loss
+
+    def augment_draw(self) -> int:
+        """What an augmentation is seeded with (it is called as augment(x, draw)): the step,
+        and under DDP the rank too, so that each rank draws its own transforms (with the step
+        alone, the i-th image of every rank's batch moved alike). Rank 0 draws the step. The
+        offsets are 2**24 steps apart: torch's CPU generator keeps a seed's low 32 bits only,
+        so 256 ranks stay distinct for 16.7 million steps."""
+        return self.global_step + self.global_rank * 2**24
 
     def on_after_backward(self) -> None:
         if self.refining and self.recon_weight == 0:  # Adam must not move the decoder
