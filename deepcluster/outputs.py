@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepcluster.clustering import clustering_scores
 from deepcluster.clustering.kmeans import kmeans
 from deepcluster.machine import describe
+from deepcluster.resume import is_inside
 
 BASELINE_SAMPLE = 10_000
 BASELINE_SIDE = 32  # larger images are averaged down to this side first (memory, time)
@@ -214,9 +215,7 @@ def write_run_info(
 ) -> None:
     """What varies between identical runs (timings, memory) lives apart from metrics.json."""
     wall_s = time.perf_counter() - started + process_age_at(started)
-    own = resumed_from is not None and Path(resumed_from).resolve().is_relative_to(
-        out_dir.resolve()
-    )
+    own = is_inside(resumed_from, out_dir)
     earlier = callback.earlier_wall_s.get(callback.run_dir) if own else 0.0
     info = {
         "wall_s": round(wall_s, 2),  # this process

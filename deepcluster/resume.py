@@ -40,6 +40,11 @@ def run_key(override_dirname: str, ckpt_path: str | None = None) -> str:
     return key
 
 
+def is_inside(ckpt: str | None, folder: Path) -> bool:
+    """Is the checkpoint being continued (None: none) one of `folder`'s own?"""
+    return ckpt is not None and Path(ckpt).resolve().is_relative_to(folder.resolve())
+
+
 @dataclass
 class Resume:
     ckpt: str | None = None  # the checkpoint to continue, if any

@@ -144,9 +144,7 @@ def set_aside_earlier_run(out_dir: Path, resuming_from: str | None) -> None:
         stale.replace(out_dir / "metrics.previous.json")
         log.info("%s held an earlier run's results: now metrics.previous.json", out_dir)
     ckpt_dir = out_dir / "checkpoints"
-    own = resuming_from is not None and Path(resuming_from).resolve().is_relative_to(
-        ckpt_dir.resolve()
-    )
+    own = resume_mod.is_inside(resuming_from, ckpt_dir)
     if not own and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
         previous = out_dir / "checkpoints.previous"
         shutil.rmtree(previous, ignore_errors=True)

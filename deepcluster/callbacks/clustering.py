@@ -246,7 +246,7 @@ class ClusteringCallback(Callback):
             return
         if pl_module.refining:  # its stop no longer holds (a raised cap): it trains on
             self.schedule.stop_reason = "max_epochs"
-        centers = getattr(pl_module, "centers", None)
+        centers = pl_module.centers  # DEC's, once its refinement has started
         if self.refine_method == "dec" and centers is not None and len(centers) != self.k_now:
             raise ConfigError(
                 f"k={self.k_now}, but the checkpoint is inside DEC's refinement with "
