@@ -27,17 +27,19 @@ log = logging.getLogger(__name__)
 def run_key(override_dirname: str, ckpt_path: str | None = None) -> str:
     """A folder name for a command's overrides: `default` without any; long ones hashed.
     A run started from a checkpoint file (a shared pretraining continued) is another command
-    than the same overrides from nothing: its key names the file (`ckpt_path=last` only
-    continues, and is left out)."""
-    if ckpt_path not in (None, "", "last"):
-        path = Path(str(ckpt_path)).expanduser().resolve()
-        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-        origin = f"from={path.parent.parent.name}-{digest}"  # <run>/checkpoints/<file>
-        override_dirname = f"{override_dirname},{origin}" if override_dirname else origin
-    key = re.sub(r"[^A-Za-z0-9._,=+-]", "_", override_dirname) or "default"
+    than the same overrides from nothing: its key is theirs plus `,from=` and the file's run
+    (`ckpt_path=last` only continues, and is left out). The overrides are hashed before the
+    file is added, so such a key always begins with the plain command's key."""
+    key = re.sub(r"[^A-Za-z0-9._,=+-]", "_", override_dirname)
     if len(key) > 120:
         key = f"{key[:100]}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-    return key
+    if ckpt_path in (None, "", "last"):
+        return key or "default"
+    path = Path(str(ckpt_path)).expanduser().resolve()
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    run = re.sub(r"[^A-Za-z0-9._+-]", "_", path.parent.parent.name)[:60]  # <run>/checkpoints/<file>
+    origin = f"from={run}-{digest}"
+    return f"{key},{origin}" if key else origin
 
 
 def is_inside(ckpt: str | None, folder: Path) -> bool:

@@ -91,6 +91,21 @@ def test_each_ddp_rank_draws_its_own_augmentation():
     assert not torch.equal(seen[1], seen[2])
 
 
+def test_accumulated_micro_batches_draw_their_own_augmentation():
+    """accumulate_grad_batches=4: the four batches of one optimizer step share the step but
+    not the draw; without accumulation the draw is the step, as before."""
+    from types import SimpleNamespace
+
+    module = DeepClusterModule(CAE(), augment=Affine())
+    module._trainer = SimpleNamespace(global_rank=0, global_step=3, accumulate_grad_batches=4)
+    draws = [module.augment_draw(batch_idx) for batch_idx in range(12, 16)]
+    assert len(set(draws)) == 4
+    module._trainer = SimpleNamespace(global_rank=0, global_step=4, accumulate_grad_batches=4)
+    assert module.augment_draw(16) not in draws  # the next step goes on from there
+    module._trainer = SimpleNamespace(global_rank=0, global_step=3, accumulate_grad_batches=1)
+    assert module.augment_draw(57) == 3
+
+
 @pytest.mark.parametrize("augment_refinement", [True, False])
 def test_refinement_encodes_the_chosen_inputs_toward_the_clean_images_targets(augment_refinement):
     """Method A with augment: the encoder sees the augmented batch (refine.augmented_inputs,

@@ -137,6 +137,12 @@ def test_last_names_the_same_command_begun_from_a_file_rather_than_start_over(tm
         resume.resolve("last", now, search_siblings=True)
     alone = _fake_run(tmp_path / resume.run_key("k=5"), "2026-11-03_10-00-00")
     assert resume.resolve("last", alone, search_siblings=True).ckpt is None  # fresh, as before
+    # overrides long enough to be hashed: the same, the file's run still named after the hash
+    long = "dataset.path=" + "d" * 150 + ",k=3"
+    _fake_run(tmp_path / resume.run_key(long, str(pre)), "2026-11-04_10-00-00", ckpt=True)
+    now = _fake_run(tmp_path / resume.run_key(long), "2026-11-05_10-00-00")
+    with pytest.raises(ConfigError, match="2026-11-04_10-00-00/checkpoints/last"):
+        resume.resolve("last", now, search_siblings=True)
 
 
 def test_run_key_is_a_safe_stable_folder_name():

@@ -160,7 +160,7 @@ class DeepClusterModule(L.LightningModule):
         x, idx = batch  # (B, C, H, W) float in [0, 1], (B,) long
         x = self._prep(x)
         augmenting = self.augment is not None and (self.augment_refinement or not self.refining)
-        seen = self.augment(x, self.augment_draw()) if augmenting else x
+        seen = self.augment(x, self.augment_draw(batch_idx)) if augmenting else x
         if self.refining:
             z = self.model.encode(seen)  # (B, d)
             if self.refine_method == "dec":
@@ -183,13 +183,17 @@ class DeepClusterModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
         return loss
 
-    def augment_draw(self) -> int:
-        """What an augmentation is seeded with (it is called as augment(x, draw)): the step,
-        and under DDP the rank too, so that each rank draws its own transforms (with the step
-        alone, the i-th image of every rank's batch moved alike). Rank 0 draws the step. The
-        offsets are 2**24 steps apart: torch's CPU generator keeps a seed's low 32 bits only,
-        so 256 ranks stay distinct for 16.7 million steps."""
-        return self.global_step + self.global_rank * 2**24
+    def augment_draw(self, batch_idx: int = 0) -> int:
+        """What an augmentation is seeded with (it is called as augment(x, draw)): the batch's
+        place in the run. With one batch per optimizer step that is the step; under gradient
+        accumulation the micro-batches of one step get their own draws too (the step alone
+        moved the i-th image of each alike). Under DDP each rank draws its own transforms:
+        offsets 2**24 apart, since torch's CPU generator keeps a seed's low 32 bits only (256
+        ranks stay distinct for 16.7 million batches). Rank 0 draws what one device does."""
+        trainer = self._trainer
+        accumulate = getattr(trainer, "accumulate_grad_batches", 1) if trainer is not None else 1
+        batch = self.global_step * accumulate + batch_idx % accumulate
+        return batch + self.global_rank * 2**24
 
     def on_after_backward(self) -> None:
         if self.refining and self.recon_weight == 0:  # Adam must not move the decoder
