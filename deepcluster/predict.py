@@ -64,6 +64,12 @@ class Predictor:
                 raise PredictError(
                     f"{self.run_dir} is not a finished run folder: {needed.name} is missing"
                 )
+        if not (self.run_dir / "metrics.json").is_file():  # written last
+            raise PredictError(
+                f"{self.run_dir} holds no metrics.json: its run was stopped, failed or is still "
+                "running, and its clusterer may not match its weights. Finish it first "
+                "(the same command with ckpt_path=last)"
+            )
         self.cfg = OmegaConf.load(config)
         ckpt = self.weights_file()
         self.module = DeepClusterModule(
@@ -77,6 +83,7 @@ class Predictor:
         self.image_size = int(self.cfg.dataset.image_size)
         self.channels = int(self.cfg.dataset.channels)
         self.white = self.cfg.dataset.get("white")  # a folder's 16-bit white, as trained
+        self.background = self.cfg.dataset.get("background", "white")
 
     def weights_file(self) -> Path:
         """The weights the run's clusters came from: a trained run's own last checkpoint, a
@@ -111,7 +118,9 @@ class Predictor:
         def warn(message: str) -> None:
             print(f"warning: {message}", file=sys.stderr)
 
-        images, kept, _ = read_images(files, self.image_size, self.channels, warn, self.white)
+        images, kept, _ = read_images(
+            files, self.image_size, self.channels, warn, self.white, background=self.background
+        )
         if not kept:
             raise PredictError(f"none of the {len(files)} image files could be read")
         return torch.from_numpy(np.stack(images)), kept
@@ -135,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", help="image files or folders")
     parser.add_argument("--out", default="-", help="CSV file to write (default: stdout)")
     args = parser.parse_args(argv)
+    if args.out != "-" and not Path(args.out).expanduser().parent.is_dir():
+        parser.error(f"--out {args.out}: its folder does not exist (create it first)")
     try:
         predictor = Predictor(args.run_dir)
         images, files = predictor.read(collect_inputs(args.inputs))

@@ -86,7 +86,7 @@ class Standalone:
             return obj
 
 
-def cluster_only(ckpt_path: str, parts, out_dir: Path) -> None:
+def cluster_only(cfg: DictConfig, ckpt_path: str, parts, out_dir: Path) -> None:
     """`trainer.max_epochs=0`: load the weights, embed and cluster once (no training). The
     weights are kept in the run folder (weights.ckpt, without the optimizer's state): the
     checkpoint named may be a last.ckpt that moves on when its run continues, and
@@ -98,9 +98,40 @@ def cluster_only(ckpt_path: str, parts, out_dir: Path) -> None:
     torch.save({**kept, "source": str(Path(ckpt_path).resolve())}, out_dir / "weights.ckpt")
     # moves 0.1's buffers out of the weights; any refine.method reads any checkpoint here
     parts.module.on_load_checkpoint(ckpt, continuing=False)
-    parts.module.load_state_dict(ckpt["state_dict"])
+    try:
+        parts.module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        if "Error(s) in loading state_dict" not in str(exc):
+            raise
+        raise weights_do_not_fit(cfg, ckpt_path) from exc
     cluster_once(parts, int(ckpt.get("epoch", 0)))
     parts.callback.schedule.stop_reason = f"cluster_only: {ckpt_path}"
+
+
+# the keys that give the model its shape, as a user sets them (model.* from the dataset's)
+SHAPING = {"in_channels": "dataset.channels", "image_size": "dataset.image_size", "name": "model"}
+
+
+def weights_do_not_fit(cfg: DictConfig, ckpt_path: str) -> ConfigError:
+    """The checkpoint's weights have other shapes than the model this config builds: name the
+    keys that differ from the config of the run that trained them (its folder's config.yaml),
+    and the value to give each."""
+    trained = Path(ckpt_path).resolve().parent.parent / "config.yaml"
+    hint = "give the same dataset.image_size, dataset.channels and model (and its keys)"
+    if trained.is_file():
+        before = OmegaConf.to_container(OmegaConf.load(trained).get("model", {}), resolve=True)
+        now = OmegaConf.to_container(cfg.model, resolve=True)
+        differ = [
+            f"{SHAPING.get(key, f'model.{key}')}={before.get(key)} (here {now.get(key)})"
+            for key in sorted(set(before) | set(now))
+            if key not in ("_target_", "activation", "init") and before.get(key) != now.get(key)
+        ]
+        if differ:
+            hint = f"the run that trained them had {', '.join(differ)}: give those"
+    return ConfigError(
+        f"the weights of {ckpt_path} do not fit the model this config builds; {hint} "
+        "(a new model trains from nothing: leave ckpt_path out)"
+    )
 
 
 def cluster_once(parts, epoch: int) -> None:
@@ -133,23 +164,45 @@ def warn_if_refinement_never_runs(cfg: DictConfig) -> None:
         )
 
 
+# what a run writes into its folder (outputs.py, ModelCheckpoint): an earlier run's set aside
+RUN_OUTPUTS = (
+    "metrics.json",
+    "run_info.json",
+    "predictions.csv",
+    "codes.npy",
+    "clusterer.joblib",
+    "config.yaml",
+    "weights.ckpt",
+    "figures",
+    "checkpoints",
+)
+
+
 def set_aside_earlier_run(out_dir: Path, resuming_from: str | None) -> None:
-    """A folder given again (a fixed `hydra.run.dir`) may hold an earlier run's results and
-    checkpoints. Its metrics.json would say "finished" of this run if this one stopped early,
-    and its last.ckpt is what `ckpt_path=last` and a NaN's "last good checkpoint" would name
-    before this run wrote one: both kept under other names (the one before is replaced). A run
-    continuing its own checkpoint keeps them."""
-    stale = out_dir / "metrics.json"
-    if stale.is_file():
-        stale.replace(out_dir / "metrics.previous.json")
-        log.info("%s held an earlier run's results: now metrics.previous.json", out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    own = resume_mod.is_inside(resuming_from, ckpt_dir)
-    if not own and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
-        previous = out_dir / "checkpoints.previous"
-        shutil.rmtree(previous, ignore_errors=True)
-        ckpt_dir.replace(previous)
-        log.info("%s held an earlier run's checkpoints: now checkpoints.previous/", out_dir)
+    """A folder given again (a fixed `hydra.run.dir`) may hold an earlier run's outputs. Left
+    there, its metrics.json would say "finished" of this run if this one stopped early, its
+    last.ckpt is what `ckpt_path=last` and a NaN's "last good checkpoint" would name before
+    this run wrote one, and deepcluster-predict would mix its clusterer with this run's
+    config and weights. They all move to `previous/` (the one before is replaced). A run
+    continuing its own checkpoint keeps its outputs; its metrics.json alone moves."""
+    own = resume_mod.is_inside(resuming_from, out_dir / "checkpoints")
+    earlier = [
+        out_dir / name
+        for name in (("metrics.json",) if own else RUN_OUTPUTS)
+        if (out_dir / name).exists()
+    ]
+    if not earlier:
+        return
+    previous = out_dir / "previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir()
+    for path in earlier:
+        path.replace(previous / path.name)
+    log.info(
+        "%s held an earlier run's %s: moved to previous/",
+        out_dir,
+        ", ".join(path.name for path in earlier),
+    )
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -175,7 +228,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"{summary(metrics)}. Run it without ckpt_path=last to train a new run."
         )
         return metrics
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds from
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = build_parts(cfg)
     parts.callback.run_dir = str(out_dir.resolve())
@@ -194,8 +246,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     succeeded = False
     try:
         trainer = build_trainer(cfg, [parts.callback, checkpoint], loggers, out_dir)
-        if trainer.is_global_zero:
-            set_aside_earlier_run(out_dir, plan.ckpt)
         dm = parts.datamodule.prepare()  # loads now: bad data fails before any training
         n = dm.num_samples
         require(n >= 3, f"{cfg.dataset.name} has {n} images: clustering needs at least 3")
@@ -211,6 +261,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"k_search.min={cfg.k_search.min} is not smaller than the number of images "
                 f"({n}); use k_search.min <= {n - 1}",
             )
+        if trainer.is_global_zero:  # only now: a run refused above leaves the earlier one be
+            set_aside_earlier_run(out_dir, plan.ckpt)
+            OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds
         log.info(
             "training %s on %s (%d images), k=%s → %s",
             type(parts.module.model).__name__,
@@ -220,10 +273,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             out_dir,
         )
         if cfg.trainer.max_epochs == 0:
-            cluster_only(plan.ckpt, parts, out_dir)
+            cluster_only(cfg, plan.ckpt, parts, out_dir)
         else:
             try:  # weights_only: resuming never unpickles arbitrary code from a checkpoint
                 trainer.fit(parts.module, datamodule=dm, ckpt_path=plan.ckpt, weights_only=True)
+            except RuntimeError as exc:
+                if plan.ckpt is None or "Error(s) in loading state_dict" not in str(exc):
+                    raise
+                raise weights_do_not_fit(cfg, plan.ckpt) from exc
             except NonFiniteLossError as exc:
                 last = ckpt_dir / "last.ckpt"
                 kept = (

@@ -185,11 +185,19 @@ def test_a_checkpoint_at_max_epochs_is_clustered_not_lost(compose, tmp_path):
 def test_a_new_run_in_a_finished_runs_folder_moves_its_results_aside(
     compose, tmp_path, monkeypatch
 ):
-    """Else, stopped early, the new run would look finished with the old numbers."""
+    """Else, stopped early, the new run would look finished with the old numbers, and
+    deepcluster-predict would mix the earlier clusterer with the new config and weights. A
+    new run refused by a data check leaves the earlier run as it was."""
+    from deepcluster.errors import ConfigError
     from deepcluster.run import run
 
     run(compose(*TINY, f"output_dir={tmp_path}"))
     first = (tmp_path / "metrics.json").read_text()
+    outputs = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ConfigError, match="k=5000"):
+        run(compose(*TINY, f"output_dir={tmp_path}", "k=5000"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == outputs
+    assert (tmp_path / "metrics.json").read_text() == first
 
     class Stopped(Exception):
         pass
@@ -199,13 +207,17 @@ def test_a_new_run_in_a_finished_runs_folder_moves_its_results_aside(
 
     monkeypatch.setattr("lightning.pytorch.Trainer.fit", stop_at_fit)
     with pytest.raises(Stopped) as stopped:
-        run(compose(*TINY, f"output_dir={tmp_path}"))
+        run(compose(*TINY, f"output_dir={tmp_path}", "k=3"))
     assert stopped.value.args == (False,)  # gone before training began
-    assert (tmp_path / "metrics.previous.json").read_text() == first
+    previous = tmp_path / "previous"
+    assert (previous / "metrics.json").read_text() == first
     # and its checkpoints: else ckpt_path=last (or a NaN's "last good checkpoint") would name
-    # the earlier run's finished weights as this run's
+    # the earlier run's finished weights as this run's; and what predict loads
     assert not (tmp_path / "checkpoints").exists()
-    assert (tmp_path / "checkpoints.previous" / "last.ckpt").is_file()
+    assert (previous / "checkpoints" / "last.ckpt").is_file()
+    for name in ("clusterer.joblib", "predictions.csv", "codes.npy", "run_info.json"):
+        assert (previous / name).exists() and not (tmp_path / name).exists(), name
+    assert "k: 3" in (tmp_path / "config.yaml").read_text()  # this run's
 
 
 def test_a_run_continuing_its_own_checkpoint_keeps_it(tmp_path):
@@ -214,10 +226,12 @@ def test_a_run_continuing_its_own_checkpoint_keeps_it(tmp_path):
     ckpt = tmp_path / "checkpoints" / "epoch001-step4.ckpt"
     ckpt.parent.mkdir()
     ckpt.write_text("x")
+    (tmp_path / "clusterer.joblib").write_text("x")
     set_aside_earlier_run(tmp_path, str(ckpt))
-    assert ckpt.is_file()
+    assert ckpt.is_file() and (tmp_path / "clusterer.joblib").is_file()
     set_aside_earlier_run(tmp_path, str(tmp_path.parent / "pre" / "last.ckpt"))  # another's
-    assert (tmp_path / "checkpoints.previous" / ckpt.name).is_file() and not ckpt.exists()
+    assert (tmp_path / "previous" / "checkpoints" / ckpt.name).is_file() and not ckpt.exists()
+    assert (tmp_path / "previous" / "clusterer.joblib").is_file()
 
 
 def test_a_refinement_that_cannot_start_is_warned_of(compose, caplog):

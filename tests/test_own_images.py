@@ -12,7 +12,7 @@ from deepcluster import predict
 from deepcluster.clustering.k_select import choose_k
 from deepcluster.data import ArrayDataModule, CIFAR10DataModule, FolderDataModule
 from deepcluster.data.base import conform
-from deepcluster.errors import DataError
+from deepcluster.errors import ConfigError, DataError
 from deepcluster.run import run
 from tests.test_clusterers import blobs
 
@@ -75,6 +75,7 @@ def test_flat_folder_is_unlabelled_and_rgb_works(tmp_path):
     [
         (lambda p: p, "no image files"),
         (lambda p: p / "absent", "no such folder"),
+        (lambda p: (p / "x.png").write_bytes(b"") or p / "x.png", "is a file: give the folder"),
         (lambda p: (p / "x.png").write_bytes(b"junk") and p, "none of its 1 image files"),
     ],
 )
@@ -393,6 +394,7 @@ def test_white_reads_12_bit_data_and_a_dark_folder_is_flagged(tmp_path, caplog):
         FolderDataModule(path=str(tmp_path), white=70000)
     predictor = object.__new__(predict.Predictor)  # what read() takes from a run's config
     predictor.image_size, predictor.channels, predictor.white = 28, 1, 4095
+    predictor.background = "white"
     images, kept = predictor.read([tmp_path / "twelve_bit.png", tmp_path / "over.png"])
     assert torch.equal(images, read.images) and kept == [tmp_path / "twelve_bit.png"]
 
@@ -405,3 +407,155 @@ def test_a_class_with_no_readable_image_is_not_a_class(tmp_path):
     (tmp_path / "broken" / "a.png").write_bytes(b"not an image")
     dm = FolderDataModule(path=str(tmp_path)).prepare()
     assert dm.labels is None and dm.skipped == [str(tmp_path / "broken" / "a.png")]
+
+
+def test_photos_are_read_upright_and_transparency_is_laid_on_the_background(tmp_path, caplog):
+    """A phone's portrait JPEG is stored sideways with an EXIF orientation; a drawing saved
+    with a transparent page has black (0, 0, 0, 0) there: read as a viewer shows them."""
+    stored = np.zeros((28, 28, 3), dtype=np.uint8)
+    stored[:, :6] = 255  # a bright bar along the stored image's left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display: the bar ends up along the top
+    Image.fromarray(stored).save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    glyph = np.zeros((28, 28, 4), dtype=np.uint8)
+    glyph[4:24, 12:16, 3] = 255  # an opaque black bar on a transparent page
+    Image.fromarray(glyph, "RGBA").save(tmp_path / "glyph.png")
+    with caplog.at_level("WARNING"):
+        dm = FolderDataModule(path=str(tmp_path)).prepare()
+    photo = dm.images[dm.paths.index("photo.jpg"), 0].float()
+    assert photo[:5].mean() > 200 and photo[:, :5].mean() < 100
+    page = dm.images[dm.paths.index("glyph.png"), 0]
+    assert page[0, 0] == 255 and page[14, 14] == 0  # white page, black bar
+    assert "dataset.white" not in caplog.text  # not a 16-bit folder: nothing to flag
+    on_black = FolderDataModule(path=str(tmp_path), background="black").prepare()
+    assert int(on_black.images[on_black.paths.index("glyph.png")].max()) == 0
+    with pytest.raises(ValueError, match="dataset.background='grey'"):
+        FolderDataModule(path=str(tmp_path), background="grey")
+
+
+def test_linked_class_folders_are_followed_and_hidden_ones_skipped(tmp_path):
+    store, root = tmp_path / "store", tmp_path / "data"
+    for cls, i, img in shapes(n_per=3):
+        path = store / ("squares", "discs")[cls] / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(path)
+    root.mkdir()
+    (root / "squares").symlink_to(store / "squares", target_is_directory=True)
+    (root / "discs").symlink_to(store / "discs", target_is_directory=True)
+    (root / "discs_again").symlink_to(root / "discs", target_is_directory=True)  # read once
+    (root / "squares_link_up").symlink_to(root, target_is_directory=True)  # a loop
+    hidden = root / ".ipynb_checkpoints"
+    hidden.mkdir()
+    Image.fromarray(shapes(n_per=1)[0][2]).save(hidden / "0-checkpoint.png")
+    Image.fromarray(shapes(n_per=1)[0][2]).save(store / "squares" / ".thumb.png")
+    dm = FolderDataModule(path=str(root)).prepare()
+    assert len(dm.paths) == 6 and dm.class_names == ["discs", "squares"]
+
+
+def test_predict_refuses_an_unfinished_run_and_a_missing_out_folder(
+    compose, labelled_folder, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    run(
+        compose(
+            "dataset=folder", f"dataset.path={labelled_folder}", "k=2", *QUICK, f"output_dir={out}"
+        )
+    )
+    with pytest.raises(SystemExit):
+        predict.main([str(out), str(labelled_folder), "--out", str(tmp_path / "no" / "x.csv")])
+    assert "--out" in capsys.readouterr().err
+    (out / "metrics.json").unlink()  # as a run stopped before its end leaves it
+    assert predict.main([str(out), str(labelled_folder)]) == 2
+    assert "no metrics.json" in capsys.readouterr().err
+
+
+def test_resuming_on_a_folder_that_changed_is_refused_inside_refinement(
+    compose, labelled_folder, tmp_path, caplog
+):
+    """Refinement targets are rows in the images' order: a file added or renamed since the
+    checkpoint would index past them or give every image another's target. A pretraining
+    checkpoint's weights go on with other images (a warning)."""
+    import shutil
+
+    common = ["dataset=folder", "k=2", "refine=dekm", "pretrain_epochs=1", *QUICK[1:]]
+    first = tmp_path / "first"
+    run(
+        compose(
+            *common,
+            f"dataset.path={labelled_folder}",
+            "trainer.max_epochs=2",
+            f"output_dir={first}",
+        )
+    )
+    refining = first / "checkpoints" / "last.ckpt"
+    added = tmp_path / "added"
+    shutil.copytree(labelled_folder, added)
+    shutil.copy(added / "discs" / "00.png", added / "discs" / "99.png")
+    renamed = tmp_path / "renamed"
+    shutil.copytree(labelled_folder, renamed)
+    (renamed / "discs" / "00.png").rename(renamed / "discs" / "zz.png")
+    for folder, what in ((added, "24 images, this data 25"), (renamed, "other files")):
+        with pytest.raises(ConfigError, match=f"inside a refinement made on other images.*{what}"):
+            run(
+                compose(
+                    *common,
+                    f"dataset.path={folder}",
+                    "trainer.max_epochs=3",
+                    f"ckpt_path={refining}",
+                    f"output_dir={tmp_path / folder.name}",
+                )
+            )
+    pretrained = tmp_path / "pre"
+    run(
+        compose(
+            *common,
+            f"dataset.path={labelled_folder}",
+            "refine=none",
+            "trainer.max_epochs=1",
+            f"output_dir={pretrained}",
+        )
+    )
+    with caplog.at_level("WARNING"):
+        metrics = run(
+            compose(
+                *common,
+                f"dataset.path={added}",
+                "trainer.max_epochs=2",
+                f"ckpt_path={pretrained}/checkpoints/last.ckpt",
+                f"output_dir={tmp_path / 'on_added'}",
+            )
+        )
+    assert "trained on other images (24 images, this data 25)" in caplog.text
+    assert metrics["history"][-1]["phase"] == "refine"
+
+
+@pytest.mark.parametrize("epochs", [0, 2])
+def test_weights_of_another_shape_name_the_keys_to_give(compose, labelled_folder, tmp_path, epochs):
+    """Trained at 32×32 RGB, clustered (or continued) with the defaults (28×28 grey): the
+    message names the keys and their values, not a tensor size mismatch."""
+    trained = tmp_path / "rgb"
+    run(
+        compose(
+            "dataset=folder",
+            f"dataset.path={labelled_folder}",
+            "k=2",
+            "dataset.image_size=32",
+            "dataset.channels=3",
+            *QUICK,
+            f"output_dir={trained}",
+        )
+    )
+    with pytest.raises(ConfigError) as refused:
+        run(
+            compose(
+                "dataset=folder",
+                f"dataset.path={labelled_folder}",
+                "k=2",
+                *QUICK[1:],
+                f"trainer.max_epochs={epochs}",
+                f"ckpt_path={trained}/checkpoints/last.ckpt",
+                f"output_dir={tmp_path / 'again'}",
+            )
+        )
+    message = str(refused.value)
+    assert "dataset.channels=3 (here 1)" in message and "dataset.image_size=32 (here 28)" in message

@@ -110,6 +110,10 @@ class ClusteringCallback(Callback):
         # (a shared pretraining) keeps that folder's apart
         self.run_dir: str | None = None  # this process's run folder (set by run.py)
         self.earlier_wall_s: dict[str, float] = {}
+        # the images this run's per-image state belongs to (ImageDataModule.identity), and the
+        # checkpoint's
+        self.data_identity: dict[str, Any] | None = None
+        self.restored_identity: dict[str, Any] | None = None
 
     @property
     def stop_reason(self) -> str:
@@ -235,8 +239,46 @@ class ClusteringCallback(Callback):
     # --- hooks -------------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.fit_started = time.perf_counter()
+        datamodule = getattr(trainer, "datamodule", None)
+        if hasattr(datamodule, "identity"):
+            self.data_identity = datamodule.identity()
+
+    def check_same_images(self, pl_module: L.LightningModule) -> None:
+        """A checkpoint's refinement targets and last labels are rows in its images' order.
+        Resumed on other images (a folder with files added, removed or renamed since; another
+        dataset) they would index past the end or, worse, belong to other images. Inside a
+        refinement that is refused; before it, the weights go on and the old labels are
+        dropped (the next update is not compared with them)."""
+        now, before = self.data_identity, self.restored_identity
+        if now is None:
+            return
+        if before is None:  # a checkpoint older than the identity: its rows' count only
+            rows = pl_module.targets if pl_module.refining else self.labels
+            before = None if rows is None else {"images": len(rows)}
+        if before is None or all(before.get(key) == now.get(key) for key in before):
+            return
+        what = (
+            f"{before['images']} images, this data {now['images']}"
+            if before["images"] != now["images"]
+            else f"{now['images']} images both, but other files or another order"
+        )
+        if pl_module.refining:
+            raise ConfigError(
+                f"the checkpoint is inside a refinement made on other images ({what}): its "
+                "targets are rows in those images' order. Resume with the data it was trained "
+                "on (a folder as it was then), or start a new refinement from a checkpoint of "
+                "the pretraining"
+            )
+        log.warning(
+            "the checkpoint was trained on other images (%s): its weights go on; its last "
+            "clustering is not compared with this data's",
+            what,
+        )
+        self.labels = None
+        self.schedule.previous = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check_same_images(pl_module)
         if pl_module.refining and self.schedule.restored_stop():
             # the checkpoint's refinement had stopped (its process ended before its results):
             # refining on would not be the run it was
@@ -375,6 +417,7 @@ class ClusteringCallback(Callback):
             "schedule": self.schedule.state_dict(),
             "target_rms": self.target_rms,
             "wall_s_by_folder": self.wall_s_by_folder(),
+            "data": self.data_identity,
         }
 
     def wall_s_by_folder(self) -> dict[str, float]:
@@ -390,6 +433,7 @@ class ClusteringCallback(Callback):
         self.timings = list(state_dict.get("timings", []))
         self.target_rms = state_dict.get("target_rms")
         self.earlier_wall_s = dict(state_dict.get("wall_s_by_folder", {}))  # none before 0.3
+        self.restored_identity = state_dict.get("data")  # none in older checkpoints
         labels = state_dict.get("labels")
         self.labels = None if labels is None else labels.numpy()
         if "schedule" in state_dict:

@@ -7,8 +7,10 @@ up each image's target by index). No per-sample Python work, no PIL.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -182,6 +184,16 @@ class ImageDataModule(L.LightningDataModule):
     @property
     def num_samples(self) -> int:
         return len(self.prepare().images)
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint's per-image state (refinement targets, the last labels: rows in the
+        images' order) was made for: the number of images, and where they come from files, a
+        digest of their names in that order (a folder that changed since has other ones)."""
+        ident: dict[str, Any] = {"images": self.num_samples}
+        if self.paths is not None:
+            names = "\n".join(self.paths).encode("utf-8", "surrogateescape")
+            ident["files"] = hashlib.sha1(names).hexdigest()[:16]
+        return ident
 
     @property
     def train_images(self) -> torch.Tensor:

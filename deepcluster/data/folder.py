@@ -1,17 +1,21 @@
 """Your own images: every PNG, JPEG, BMP or TIFF under a folder, decoded once by PIL.
 
 `DIR/<class>/…/image.png`: the immediate subfolders name the classes (used only to score);
-images directly in DIR (or a single class folder): unlabelled. Each image is converted to grey
-or RGB and resized to image_size × image_size as it is read, into the one uint8 tensor every
-dataset is; 16-bit grey (microscopy, scans) is scaled from 0-65535 (or 0-`white`: 4095 for a
-12-bit camera) and float images from 0-1, not clipped. An unreadable, truncated or oversized
-file is skipped with a warning naming it; `skipped` lists them. `limit` reads a fixed sample of
-that many files, drawn across the whole folder (and so across its classes).
+images directly in DIR (or a single class folder): unlabelled. Linked folders are followed;
+hidden files and folders (`.name`: `.ipynb_checkpoints`, `.thumbnails`) are not read. Each
+image is turned upright as its EXIF orientation says (phone photos), laid on a `background`
+where it is transparent, converted to grey or RGB and resized to image_size × image_size as it
+is read, into the one uint8 tensor every dataset is; 16-bit grey (microscopy, scans) is scaled
+from 0-65535 (or 0-`white`: 4095 for a 12-bit camera) and float images from 0-1, not clipped.
+An unreadable, truncated or oversized file is skipped with a warning naming it; `skipped`
+lists them. `limit` reads a fixed sample of that many files, drawn across the whole folder
+(and so across its classes).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +31,22 @@ EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
 def image_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+    """The image files under root, sorted: through linked folders (each real folder once, so
+    a link back up does not loop), not into hidden ones, hidden files left out."""
+    found, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        found += [
+            Path(folder, name)
+            for name in names
+            if not name.startswith(".") and Path(name).suffix.lower() in EXTENSIONS
+        ]
+    return sorted(p for p in found if p.is_file())
 
 
 def text_path(path: Path) -> str:
@@ -65,15 +84,36 @@ def to_8bit(img, white: int | None = None):
     return Image.fromarray(np.round(arr * (255 / top)).astype(np.uint8), mode="L")
 
 
-def read_image(path: Path, size: int, channels: int, white: int | None = None) -> np.ndarray:
-    """(channels, size, size) uint8; raises one of unreadable_errors() for a broken file."""
+BACKGROUNDS = {"white": 255, "black": 0}
+
+
+def flatten(img, background: str):
+    """A transparent image laid on the background (its transparent pixels would otherwise keep
+    whatever colour they hide: often black, so a black drawing on a transparent page reads as
+    one black square); an opaque one unchanged."""
     from PIL import Image
+
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode not in ("RGBA", "LA", "PA", "La", "RGBa"):
+        return img
+    img = img.convert("RGBA")
+    page = Image.new("RGBA", img.size, (BACKGROUNDS[background],) * 3 + (255,))
+    return Image.alpha_composite(page, img).convert("RGB")
+
+
+def read_image(
+    path: Path, size: int, channels: int, white: int | None = None, background: str = "white"
+) -> np.ndarray:
+    """(channels, size, size) uint8; raises one of unreadable_errors() for a broken file."""
+    from PIL import Image, ImageOps
 
     with Image.open(path) as img:
         img.load()  # decode now: a truncated file fails here, not later
+        img = ImageOps.exif_transpose(img)  # upright, as a viewer shows it
         if img.mode in HIGH_DEPTH:
             img = to_8bit(img, white)
-        img = img.convert("L" if channels == 1 else "RGB")
+        img = flatten(img, background).convert("L" if channels == 1 else "RGB")
         if img.size != (size, size):
             img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         arr = np.asarray(img, dtype=np.uint8)
@@ -87,6 +127,7 @@ def read_images(
     warn: Callable[[str], None],
     white: int | None = None,
     wanted: int | None = None,
+    background: str = "white",
 ) -> tuple[list[np.ndarray], list[Path], list[Path]]:
     """Each readable file's image, those files, and the unreadable ones: each skipped and
     named through warn (training logs it, deepcluster-predict prints it). With `wanted`, reading
@@ -96,7 +137,7 @@ def read_images(
         if wanted is not None and len(kept) == wanted:
             break
         try:
-            images.append(read_image(f, size, channels, white))
+            images.append(read_image(f, size, channels, white, background))
             kept.append(f)
         except unreadable_errors() as exc:
             warn(f"skipped {text_path(f)}: {exc}")
@@ -104,11 +145,33 @@ def read_images(
     return images, kept, skipped
 
 
+def any_high_depth(files: list[Path], look_at: int = 20) -> bool:
+    """Are some of the (first) files deeper than 8 bits? Their headers only."""
+    from PIL import Image
+
+    for f in files[:look_at]:
+        with Image.open(f) as img:
+            if img.mode in HIGH_DEPTH:
+                return True
+    return False
+
+
 class FolderDataModule(ImageDataModule):
-    def __init__(self, path: str | None = None, white: int | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        white: int | None = None,
+        background: str = "white",
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if not path:
             raise ValueError("dataset.path is not set: give dataset.path=<folder of images>")
+        if background not in BACKGROUNDS:
+            raise ValueError(
+                f"dataset.background={background!r}: give one of {', '.join(BACKGROUNDS)} (what "
+                "a transparent image's see-through pixels become)"
+            )
         if white is not None and (not isinstance(white, int) or not 1 <= white <= 65535):
             raise ValueError(
                 f"dataset.white={white!r} must be an integer in 1 … 65535: the value a 16-bit "
@@ -116,10 +179,13 @@ class FolderDataModule(ImageDataModule):
             )
         self.root = Path(path).expanduser()
         self.white = white
+        self.background = background
         self.class_names: list[str] | None = None
 
     def load(self) -> tuple[torch.Tensor, np.ndarray | None]:
         root = self.root
+        if root.is_file():
+            raise DataError(f"dataset.path={root} is a file: give the folder that holds the images")
         if not root.is_dir():
             raise DataError(f"dataset.path={root}: no such folder")
         files = image_files(root)
@@ -135,7 +201,13 @@ class FolderDataModule(ImageDataModule):
             order = np.random.default_rng(0).permutation(len(files))
             files = [files[i] for i in order]
         images, kept, skipped = read_images(
-            files, self.image_size, self.channels, log.warning, self.white, self.limit
+            files,
+            self.image_size,
+            self.channels,
+            log.warning,
+            self.white,
+            self.limit,
+            self.background,
         )
         if self.limit is not None:  # back in the folder's order
             ranked = sorted(range(len(kept)), key=lambda i: kept[i])
@@ -164,7 +236,7 @@ class FolderDataModule(ImageDataModule):
             f"{len(self.class_names)} classes" if labelled else "unlabelled",
         )
         images = torch.from_numpy(np.stack(images))
-        if self.white is None and int(images.max()) <= 16:
+        if self.white is None and int(images.max()) <= 16 and any_high_depth(kept):
             log.warning(
                 "every image is darker than 16/255: if they are 12-bit (or 10-bit) data in "
                 "16-bit files, they were read against 65535 and lost their grey levels; set "
