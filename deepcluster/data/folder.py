@@ -40,7 +40,9 @@ def image_files(root: Path) -> list[Path]:
             subfolders[:] = []
             continue
         seen.add(real)
-        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        # in name order: which of two links to one folder names its images does not depend
+        # on the file system's listing order
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         found += [
             Path(folder, name)
             for name in names
