@@ -1,6 +1,9 @@
 """python -m deepcluster.reproduce: the plan, resuming, and the tables it writes."""
 
 import json
+import os
+import shlex
+import subprocess
 import sys
 
 import pytest
@@ -298,3 +301,80 @@ def test_a_run_made_with_other_overrides_is_not_the_published_one(tmp_path, caps
         (job.run_dir / "metrics.json").write_text(json.dumps(metrics))
     entries = tables.collect(by_name("N2D/mnist_test"), [1], tmp_path, quick=False)
     assert [r["not_as_published"] for r in entries[0]["ours"]["runs"]][-1] == []
+    # the changed run is listed, not averaged in: seed 1 alone makes the mean
+    assert entries[0]["ours"]["acc_mean"] == 0.9 and entries[0]["ours"]["seeds"] == [1]
+    assert entries[0]["ours"]["seeds_not_as_published"] == [0]
+    assert "| 1 of 2 (+1 †) |" in tables.markdown(entries)
+
+
+def test_a_changed_run_is_still_marked_in_a_fresh_clone(tmp_path):
+    """plan.json is not committed; run_info.json is, with the command each run was started
+    with: a changed refinement (refine.tol=0.05) stays marked without plan.json."""
+    pre, run = runner.plan(by_name("A/mnist/k10/relu"), [0], tmp_path, False, "cpu", [])
+    history = [{"epoch": 0, "phase": "pretrain"}, {"epoch": 1, "phase": "refine"}]
+    for job in (pre, run):
+        job.run_dir.mkdir(parents=True)
+        metrics = {"acc": 0.9, "nmi": 0.8, "n": 70000, "history": history, "stop_reason": "x"}
+        (job.run_dir / "metrics.json").write_text(json.dumps(metrics))
+    command = shlex.join(
+        ["deepcluster", *run.identity, "refine.tol=0.05", f"ckpt_path={pre.checkpoint}"]
+    )
+    (run.run_dir / "run_info.json").write_text(json.dumps({"command": command}))
+    entries = tables.collect(by_name("A/mnist/k10/relu"), [0], tmp_path, quick=False)
+    assert entries[0]["ours"]["runs"][0]["not_as_published"] == ["refine.tol=0.05"]
+
+
+def test_overrides_in_another_order_are_the_same_run(tmp_path):
+    first = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", ["a.b=1", "c.d=2"])
+    assert first[0].claim() is None
+    again = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", ["c.d=2", "a.b=1"])
+    assert again[0].claim() is None and again[0].same_run()
+
+
+def test_a_folder_another_reproduction_is_training_is_refused(tmp_path):
+    """Two reproductions at once (another terminal, `--only 'B/*'` beside `--only B/mnist`)
+    would write one folder's checkpoints twice; a lock left by a process that died is not."""
+    pre = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", [])[0]
+    assert pre.claim() is None and pre.lock_file.read_text().strip() == str(os.getpid())
+    pre.lock_file.write_text(f"{os.getppid()}\n")  # alive, not us
+    assert "being trained by another reproduction" in pre.claim()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pre.lock_file.write_text(gone.stdout)  # a process that has ended
+    assert pre.claim() is None
+    pre.release()
+    assert not pre.lock_file.exists()
+
+
+def test_runs_after_a_refused_pretraining_are_skipped(tmp_path, monkeypatch):
+    """The plain command refuses a pretraining made with other overrides (a smoke test's
+    dataset.limit=500); it must not start the settings from that checkpoint either."""
+    smoke = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", ["dataset.limit=500"])
+    assert smoke[0].claim() is None
+    (smoke[0].run_dir / "metrics.json").write_text("{}")
+    smoke[0].checkpoint.parent.mkdir(parents=True)
+    smoke[0].checkpoint.write_text("x")
+    smoke[0].release()
+    plain = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", [])
+    monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: pytest.fail("ran"))
+    said = []
+    assert runner.execute(plain, log=said.append, poll_s=0) == plain
+    assert "its pretraining failed or was refused" in said[-1]
+
+
+def test_a_finished_pretraining_is_not_retrained_for_runs_with_their_own_checkpoint(tmp_path):
+    pre, setting = runner.plan(by_name("A/mnist/k10/relu"), [0], tmp_path, True, "cpu", [])
+    pre.run_dir.mkdir(parents=True)
+    (pre.run_dir / "metrics.json").write_text("{}")
+    setting.checkpoint.parent.mkdir(parents=True)
+    setting.checkpoint.write_text("x")  # interrupted inside its refinement: continues itself
+    assert pre.done and not setting.done
+
+
+def test_a_pattern_that_matches_nothing_is_an_error_even_beside_one_that_does(tmp_path, capsys):
+    assert main(["--only", "A/mnist/k10/relu", "--only", "B/mnsit", "--dry-run"]) == 2
+    assert "no setting matches --only B/mnsit" in capsys.readouterr().err

@@ -78,9 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         for s in SETTINGS
         if not args.only or any(fnmatch.fnmatch(s.name, pat) for pat in args.only)
     ]
-    if not chosen:
+    # every pattern must match: a typo (B/mnsit) beside a good one would drop a setting quietly
+    unmatched = [
+        pat for pat in args.only or [] if not any(fnmatch.fnmatch(s.name, pat) for s in SETTINGS)
+    ]
+    if unmatched:
         print(
-            f"error: no setting matches {args.only}; settings: "
+            f"error: no setting matches --only {', '.join(unmatched)}; settings: "
             + ", ".join(s.name for s in SETTINGS),
             file=sys.stderr,
         )

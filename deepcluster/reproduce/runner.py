@@ -16,9 +16,12 @@ from pathlib import Path
 
 from deepcluster.reproduce.settings import SETTINGS, Setting
 
-# seconds per image per epoch of reconstruction training, measured here (2 Xeon cores, RESULTS)
+# seconds per image per epoch of reconstruction training, alone on 2 cores (RESULTS: 26-27 s
+# a MNIST-full epoch of the CAE on the Xeon and the EPYC; the deep CAE's MNIST-test runs took
+# 55-62 min for 200 epochs on one thread beside other runs). One thread beside other work
+# takes about twice as long.
 SECONDS_PER_IMAGE_EPOCH = {
-    "cpu": {"cae": 26 / 70_000, "cae_deep": 45 / 70_000},
+    "cpu": {"cae": 27 / 70_000, "cae_deep": 60 / 70_000},
     "gpu": {"cae": 1 / 70_000, "cae_deep": 2 / 70_000},
 }  # goal, not measured
 N_IMAGES = {("mnist", "all"): 70_000, ("mnist", "test"): 10_000, ("fashion_mnist", "all"): 70_000}
@@ -47,9 +50,40 @@ class Job:
         """Finished as this run (not with other overrides: claim() then says so), and, for a
         pretraining, still of use to the runs that continue it: a fresh clone holds a
         finished pretraining's metrics.json but never its checkpoint."""
-        if not self.finished or self.started_as() not in (None, self.identity):
+        if not self.finished or not self.same_run():
             return False
-        return self.checkpoint.is_file() or all(child.done for child in self.after)
+        return self.checkpoint.is_file() or not any(child.needs_parent for child in self.after)
+
+    @property
+    def needs_parent(self) -> bool:
+        """Still to start from its pretraining's checkpoint (not done, none of its own)."""
+        return not self.done and not self.checkpoint.is_file()
+
+    def same_run(self) -> bool:
+        """Was the folder's run started as this one (or not recorded)? Overrides compare as a
+        set: `-- a=1 b=2` and `-- b=2 a=1` are one command."""
+        before = self.started_as()
+        return before is None or set(before) == set(self.identity)
+
+    @property
+    def lock_file(self) -> Path:
+        return self.run_dir / "running.pid"
+
+    def held_by(self) -> int | None:
+        """The process of another reproduction training this folder now, if any."""
+        try:
+            pid = int(self.lock_file.read_text())
+        except (OSError, ValueError):
+            return None
+        if pid == os.getpid():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None  # a reproduction that died: its lock is stale
+        except PermissionError:
+            pass  # alive, another user's
+        return pid
 
     @property
     def plan_file(self) -> Path:
@@ -85,17 +119,27 @@ class Job:
         """Before a start: None if the folder is new or holds this same run (then it is
         marked so: plan.json), else why the run cannot go on there."""
         before = self.started_as()
-        if before is not None:
-            if before != self.identity:
-                changed = ", ".join(sorted(set(before) ^ set(self.identity)))
-                return (
-                    f"{self.run_dir} holds a run started with other settings ({changed}): "
-                    "continuing it would mix the two. Use another --root, or move that folder away"
-                )
-            return None
+        if before is not None and not self.same_run():
+            changed = ", ".join(sorted(set(before) ^ set(self.identity)))
+            return (
+                f"{self.run_dir} holds a run started with other settings ({changed}): "
+                "continuing it would mix the two. Use another --root, or move that folder away"
+            )
+        holder = self.held_by()
+        if holder is not None:
+            return (
+                f"{self.run_dir} is being trained by another reproduction (process {holder}): "
+                "two would write the same checkpoints. Wait for it, or stop it first"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.plan_file.write_text(json.dumps(self.identity) + "\n")
+        if before is None:
+            self.plan_file.write_text(json.dumps(self.identity) + "\n")
+        self.lock_file.write_text(f"{os.getpid()}\n")
         return None
+
+    def release(self) -> None:
+        if self.held_by() is None:  # ours (or stale)
+            self.lock_file.unlink(missing_ok=True)
 
 
 def plan(
@@ -188,7 +232,7 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
     """Run what is not done yet, up to `at_once` runs side by side (on a GPU, small runs share
     the device well: one alone leaves it idle between tiny kernels); a run starts once its
     pretraining finished, in the plan's order. Returns the jobs that failed."""
-    parent_of, failed = parents(jobs), []
+    parent_of, failed, failed_ids = parents(jobs), [], set()
     pending = [j for j in jobs if not j.done]
     total, started = len(pending), 0
     log(f"{len(jobs) - total} of {len(jobs)} runs already finished")
@@ -207,8 +251,10 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 log(f"[{started}/{total}] done already: {job.run_dir}")
                 unfinished.discard(id(job))
                 continue
-            if parent is not None and not parent.finished:
-                log(f"[{started}/{total}] skip {job.run_dir}: its pretraining failed")
+            if parent is not None and (not parent.finished or id(parent) in failed_ids):
+                log(
+                    f"[{started}/{total}] skip {job.run_dir}: its pretraining failed or was refused"
+                )
                 unfinished.discard(id(job))
                 failed.append(job)
                 continue
@@ -217,9 +263,10 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 log(f"[{started}/{total}] skip: {refused}")
                 unfinished.discard(id(job))
                 failed.append(job)
+                failed_ids.add(id(job))
                 continue
             if job.finished:  # a pretraining without its checkpoint (see Job.done)
-                waiting = sum(not child.done for child in job.after)
+                waiting = sum(child.needs_parent for child in job.after)
                 log(
                     f"[{started}/{total}] {job.run_dir} finished elsewhere and its checkpoint "
                     f"is not here; {waiting} runs continue it: training it again"
@@ -239,6 +286,7 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
         for proc in finished:
             job, t0, fh, log_path, offset = running.pop(proc)
             fh.close()
+            job.release()
             unfinished.discard(id(job))
             ok = proc.returncode == 0
             log(
@@ -248,6 +296,7 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
             if not ok:
                 log(f"      {why_failed(log_path, offset, proc.returncode)}")
                 failed.append(job)
+                failed_ids.add(id(job))
     return failed
 
 

@@ -4,6 +4,7 @@ ACC-vs-k and ReLU-vs-Sigmoid figures of method A's paper."""
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 from pathlib import Path
 
@@ -54,6 +55,18 @@ def _trained_epochs(m: dict) -> int:
     return sum(h.get("phase") == "pretrain" for h in m["history"])
 
 
+# overrides of a run's command that say where it ran from, not what it ran
+PLACING = ("ckpt_path=", "hydra.run.dir=", "hydra.job.chdir=")
+
+
+def overrides_run(run_dir: Path) -> list[str]:
+    """The overrides a run's last process was started with, from its run_info.json (committed,
+    unlike plan.json): a fresh clone still tells a changed run from a published one."""
+    line = _read(run_dir / "run_info.json").get("command") or ""
+    words = shlex.split(line)[1:]  # without the program
+    return [w for w in words if "=" in w and not w.startswith(PLACING)]
+
+
 def not_as_published(
     setting: Setting, seed: int, root: Path, quick: bool, n: int | None
 ) -> list[str]:
@@ -63,7 +76,7 @@ def not_as_published(
     pre, run = runner.plan([setting], [seed], root, quick, "cpu", [])
     changed = []
     for job in (pre, run):
-        started = job.started_as() or []
+        started = job.started_as() or overrides_run(job.run_dir)
         changed += [o for o in started if o not in job.identity and not o.startswith(HARMLESS)]
     expected = runner.N_IMAGES[(setting.dataset, setting.split)]
     if n is not None and n != expected:  # (None: a metrics.json without it)
@@ -103,8 +116,10 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
                     "not_as_published": not_as_published(s, seed, root, quick, m.get("n")),
                 }
             )
-        acc, acc_sd = _mean_sd([r["acc"] for r in runs])
-        nmi, nmi_sd = _mean_sd([r["nmi"] for r in runs])
+        # a run that differs from the published setting is listed, not averaged in
+        clean = [r for r in runs if not r["not_as_published"]]
+        acc, acc_sd = _mean_sd([r["acc"] for r in clean])
+        nmi, nmi_sd = _mean_sd([r["nmi"] for r in clean])
         machines = sorted({_machine(r[key]) for r in runs for key in ("machine", "run_machine")})
         entries.append(
             {
@@ -125,7 +140,8 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
                     "acc_sd": acc_sd,
                     "nmi_mean": nmi,
                     "nmi_sd": nmi_sd,
-                    "seeds": [r["seed"] for r in runs],
+                    "seeds": [r["seed"] for r in clean],
+                    "seeds_not_as_published": [r["seed"] for r in runs if r not in clean],
                     "runs": runs,
                 },
                 "seeds_planned": planned,
@@ -185,7 +201,9 @@ def markdown(entries: list[dict]) -> str:
         planned = len(e["seeds_planned"])
         n = len(o["seeds"])
         seeds = f"{n} of {planned}"
-        changed = any(r["not_as_published"] for r in o["runs"])
+        changed = len(o.get("seeds_not_as_published", []))
+        if changed:
+            seeds += f" (+{changed} †)"
         lines.append(
             f"| {e['setting']}{' †' if changed else ''} | {e['k']} | {e['activation']} | "
             f"{published} | "
@@ -197,12 +215,13 @@ def markdown(entries: list[dict]) -> str:
         "",
         "Published figures: "
         + "; ".join(f"[{i}] {source}" for i, source in enumerate(sources, 1))
-        + ". ACC / NMI: mean ± sd over the "
-        "seeds that ran; epochs: reconstruction epochs (+ refinement epochs), marked when "
-        "fewer than the schedule's; machine: every machine that ran a part (pretraining or "
-        "run). Wall times: ? where a part's time is unknown (a run_info.json missing, or a "
-        "resumed run whose earlier processes were not timed). †: a run differs from the "
-        "published setting (its overrides or dataset size: the last column of Every run).",
+        + ". ACC / NMI: mean ± sd over the seeds that ran as published; epochs: "
+        "reconstruction epochs (+ refinement epochs), marked when fewer than the schedule's; "
+        "machine: every machine that ran a part (pretraining or run). Wall times: ? where a "
+        "part's time is unknown (a run_info.json missing, or a resumed run whose earlier "
+        "processes were not timed). †: runs that differ from the published setting (their "
+        "overrides or dataset size: the last column of Every run), listed there and left out "
+        "of the mean.",
     ]
     return "\n".join(lines + per_seed(entries)) + "\n"
 
