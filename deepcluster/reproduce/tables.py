@@ -64,7 +64,7 @@ def overrides_run(run_dir: Path) -> list[str]:
     unlike plan.json): a fresh clone still tells a changed run from a published one."""
     line = _read(run_dir / "run_info.json").get("command") or ""
     words = shlex.split(line)[1:]  # without the program
-    return [w for w in words if "=" in w and not w.startswith(PLACING)]
+    return [w for w in words if "=" in w and not w.startswith(PLACING) and w not in runner.COMMON]
 
 
 def not_as_published(
