@@ -99,7 +99,12 @@ def _cell(value: Any) -> str:
 
 def write_tables(rows: list[dict], out_dir: Path, common: list[str]) -> tuple[Path, Path]:
     md, table = out_dir / "report.md", out_dir / "report.csv"
-    pd.DataFrame(rows).reindex(columns=list(COLUMNS)).to_csv(table, index=False)
+    frame = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
+    for column in ("epochs", "k", "seed"):  # whole numbers stay whole beside a failed job's gap
+        values = frame[column].dropna()
+        if all(isinstance(v, int | float) and float(v).is_integer() for v in values):
+            frame[column] = frame[column].astype("Int64")
+    frame.to_csv(table, index=False)
     shown = [c for c in COLUMNS if c != "error"]
     lines = [f"Sweep of {len(rows)} jobs; common to all: `{' '.join(common) or '(nothing)'}`", ""]
     lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]

@@ -38,9 +38,9 @@ SEED = int(os.environ.get("DEEPCLUSTER_TEST_SEED", "3"))
 # seeds 0-2 (results/reproduction_quick.md, `python -m deepcluster.reproduce --quick --only
 # 'A/mnist/k10/relu' --only 'N2D/mnist'`): method A ACC 0.8626 / 0.8334 / 0.8395 (NMI lowest
 # 0.7988) on the AMD EPYC, 0.9262 / 0.9167 / 0.8521 on the Xeon; UMAP + GMM 0.9652 / 0.9648 /
-# 0.9638 (NMI lowest 0.9120; the Xeon's 0.9649-0.9654). Floors: under method A's lowest seed by about its seeds' standard
-# deviation (0.015-0.04); UMAP + GMM's seeds agree to 0.001, its floor stays 0.04 under them
-# (a GMM fit that merges two digits costs about 0.1)
+# 0.9638 (NMI lowest 0.9120; the Xeon's 0.9649-0.9654). Floors: under method A's lowest seed
+# by about its seeds' standard deviation (0.015-0.04); UMAP + GMM's seeds agree to 0.001, its
+# floor stays 0.04 under them (a GMM fit that merges two digits costs about 0.1)
 ACC_FLOOR_A, NMI_FLOOR_A = 0.81, 0.78
 ACC_FLOOR_N2D, NMI_FLOOR_N2D = 0.92, 0.88
 

@@ -66,6 +66,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     assert report_main([str(tmp_path), "--no-wandb"]) == 0
     rows = {r["overrides"]: r for r in csv.DictReader((tmp_path / "report.csv").open())}
     assert rows["k=3"]["status"] == rows["k=4"]["status"] == "ok"
+    assert rows["k=3"]["k"] == "3" and "." not in rows["k=3"]["seed"] + rows["k=3"]["epochs"]
     assert rows["k=5000"]["status"] == "failed" and "k=5000" in rows["k=5000"]["error"]
     assert "**failed**" in (tmp_path / "report.md").read_text()
 
