@@ -232,7 +232,7 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
     """Run what is not done yet, up to `at_once` runs side by side (on a GPU, small runs share
     the device well: one alone leaves it idle between tiny kernels); a run starts once its
     pretraining finished, in the plan's order. Returns the jobs that failed."""
-    parent_of, failed, failed_ids = parents(jobs), [], set()
+    parent_of, failed = parents(jobs), []
     pending = [j for j in jobs if not j.done]
     total, started = len(pending), 0
     log(f"{len(jobs) - total} of {len(jobs)} runs already finished")
@@ -251,7 +251,7 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 log(f"[{started}/{total}] done already: {job.run_dir}")
                 unfinished.discard(id(job))
                 continue
-            if parent is not None and (not parent.finished or id(parent) in failed_ids):
+            if parent is not None and (not parent.finished or any(parent is f for f in failed)):
                 log(
                     f"[{started}/{total}] skip {job.run_dir}: its pretraining failed or was refused"
                 )
@@ -263,7 +263,6 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 log(f"[{started}/{total}] skip: {refused}")
                 unfinished.discard(id(job))
                 failed.append(job)
-                failed_ids.add(id(job))
                 continue
             if job.finished:  # a pretraining without its checkpoint (see Job.done)
                 waiting = sum(child.needs_parent for child in job.after)
@@ -296,7 +295,6 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
             if not ok:
                 log(f"      {why_failed(log_path, offset, proc.returncode)}")
                 failed.append(job)
-                failed_ids.add(id(job))
     return failed
 
 
