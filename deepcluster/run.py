@@ -178,13 +178,16 @@ RUN_OUTPUTS = (
 )
 
 
-def set_aside_earlier_run(out_dir: Path, resuming_from: str | None) -> None:
+def set_aside_earlier_run(out_dir: Path, resuming_from: str | None) -> str | None:
     """A folder given again (a fixed `hydra.run.dir`) may hold an earlier run's outputs. Left
     there, its metrics.json would say "finished" of this run if this one stopped early, its
     last.ckpt is what `ckpt_path=last` and a NaN's "last good checkpoint" would name before
     this run wrote one, and deepcluster-predict would mix its clusterer with this run's
-    config and weights. They all move to `previous/` (the one before is replaced). A run
-    continuing its own checkpoint keeps its outputs; its metrics.json alone moves."""
+    config and weights. They all move to `previous/`, or to the first free `previous.N/`
+    when earlier runs are there already: nothing is deleted, and a checkpoint given from
+    one of them stays where it is. A run continuing its own checkpoint keeps its outputs;
+    its metrics.json alone moves. Returns the checkpoint to continue (its new path if it
+    was one of the outputs moved, e.g. a cluster-only run's weights.ckpt)."""
     own = resume_mod.is_inside(resuming_from, out_dir / "checkpoints")
     earlier = [
         out_dir / name
@@ -192,17 +195,27 @@ def set_aside_earlier_run(out_dir: Path, resuming_from: str | None) -> None:
         if (out_dir / name).exists()
     ]
     if not earlier:
-        return
-    previous = out_dir / "previous"
-    shutil.rmtree(previous, ignore_errors=True)
+        return resuming_from
+    previous, n = out_dir / "previous", 1
+    while previous.exists():
+        n += 1
+        previous = out_dir / f"previous.{n}"
+    moved_ckpt = resuming_from
+    if resuming_from is not None and not own:
+        source = Path(resuming_from).resolve()
+        for path in earlier:
+            if source.is_relative_to(path.resolve()):
+                moved_ckpt = str(previous / source.relative_to(out_dir.resolve()))
     previous.mkdir()
     for path in earlier:
         path.replace(previous / path.name)
     log.info(
-        "%s held an earlier run's %s: moved to previous/",
+        "%s held an earlier run's %s: moved to %s/",
         out_dir,
         ", ".join(path.name for path in earlier),
+        previous.name,
     )
+    return moved_ckpt
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -262,7 +275,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"({n}); use k_search.min <= {n - 1}",
             )
         if trainer.is_global_zero:  # only now: a run refused above leaves the earlier one be
-            set_aside_earlier_run(out_dir, plan.ckpt)
+            plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt)
             OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds
         log.info(
             "training %s on %s (%d images), k=%s → %s",

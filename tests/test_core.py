@@ -3,6 +3,7 @@
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -232,6 +233,32 @@ def test_a_run_continuing_its_own_checkpoint_keeps_it(tmp_path):
     set_aside_earlier_run(tmp_path, str(tmp_path.parent / "pre" / "last.ckpt"))  # another's
     assert (tmp_path / "previous" / "checkpoints" / ckpt.name).is_file() and not ckpt.exists()
     assert (tmp_path / "previous" / "clusterer.joblib").is_file()
+
+
+def test_earlier_runs_are_kept_and_a_checkpoint_given_from_one_survives(tmp_path):
+    # a review's case: the folder used three times, the third run re-clustering the first
+    # run's checkpoint from previous/; previous/ was emptied before the checkpoint loaded, and
+    # the same file name then held the second run's weights
+    from deepcluster.run import set_aside_earlier_run
+
+    def a_run(tag: str) -> None:
+        (tmp_path / "checkpoints").mkdir()
+        (tmp_path / "checkpoints" / "epoch001-step16.ckpt").write_text(tag)
+        (tmp_path / "metrics.json").write_text(tag)
+
+    a_run("k=3")
+    assert set_aside_earlier_run(tmp_path, None) is None
+    a_run("k=2")
+    given = tmp_path / "previous" / "checkpoints" / "epoch001-step16.ckpt"
+    assert set_aside_earlier_run(tmp_path, str(given)) == str(given)  # not moved
+    assert given.read_text() == "k=3"
+    assert (tmp_path / "previous.2" / "metrics.json").read_text() == "k=2"
+    # a cluster-only run's weights.ckpt, given again to the same folder: it moves with its
+    # run, and the checkpoint to load follows it
+    (tmp_path / "weights.ckpt").write_text("w")
+    moved = set_aside_earlier_run(tmp_path, str(tmp_path / "weights.ckpt"))
+    assert moved == str(tmp_path / "previous.3" / "weights.ckpt") and Path(moved).is_file()
+    assert {p.name for p in tmp_path.iterdir()} == {"previous", "previous.2", "previous.3"}
 
 
 def test_a_refinement_that_cannot_start_is_warned_of(compose, caplog):
