@@ -13,9 +13,11 @@ import logging
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from deepcluster.config import register
@@ -67,6 +69,32 @@ def _hydra_main(cfg: DictConfig) -> float:
         return math.nan
 
 
+class SweepSummary(Callback):
+    """After a multirun (any launcher; this runs in the launching process): one line on how
+    many jobs failed and where, and the command's exit status 1 when any did. The sweep still
+    runs every job; a script or CI running it learns of the failures from the status."""
+
+    failed: list[Path] = []  # this process's last sweep: the failed jobs' folders
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.started = time.time()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        since = getattr(self, "started", 0.0) - 1.0  # failed.json of an earlier sweep: not ours
+        failed = sorted(p.parent for p in sweep.rglob("failed.json") if p.stat().st_mtime >= since)
+        SweepSummary.failed = failed
+        if failed:
+            names = ", ".join(str(p.relative_to(sweep)) for p in failed[:10])
+            more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+            print(
+                f"deepcluster: {len(failed)} job(s) of the sweep failed: {names}{more} "
+                f"(failed.json in each; python -m deepcluster.report {sweep})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def _preflight(argv: list[str]) -> str | None:
     """What Hydra would fail on before our code runs, said plainly."""
     for arg in argv:
@@ -112,7 +140,10 @@ def main() -> None:
     if problem:
         print(f"error: {problem}.", file=sys.stderr)
         sys.exit(2)
+    SweepSummary.failed = []
     _hydra_main()
+    if SweepSummary.failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

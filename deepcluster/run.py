@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 import warnings
 from pathlib import Path

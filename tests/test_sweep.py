@@ -60,7 +60,10 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     proc = run_cli(
         "-m", "k=3,5000,4", *TINY, *launcher, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # every job ran; the command's status says one failed, and a last line says which
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "1 job(s) of the sweep failed: 1 (failed.json" in proc.stderr
+    assert all((tmp_path / job / "metrics.json").is_file() for job in ("0", "2"))
     failed = json.loads((tmp_path / "1" / "failed.json").read_text())
     assert "k=5000 is not smaller than the number of images (1797)" in failed["error"]
     assert report_main([str(tmp_path), "--no-wandb"]) == 0
