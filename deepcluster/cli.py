@@ -98,6 +98,14 @@ class SweepSummary(Callback):
 def _preflight(argv: list[str]) -> str | None:
     """What Hydra would fail on before our code runs, said plainly."""
     for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and value.startswith("~") and not key.startswith("-"):
+            # the shell expands ~ only at a word's start; Hydra's grammar then rejects it
+            return (
+                f"{arg}: a value cannot start with ~ on the command line (the shell leaves it "
+                f"and Hydra's override grammar refuses it). Write {key}=$HOME{value[1:]} or "
+                f"quote it: \"{key}='{value}'\""
+            )
         if arg.startswith("hydra/launcher="):
             choice = arg.split("=", 1)[1]
             module, extra = LAUNCHER_EXTRAS.get(choice, (None, None))

@@ -11,7 +11,7 @@ import pytest
 
 from deepcluster.cli import _preflight
 from deepcluster.errors import MissingDependencyError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +126,14 @@ def test_missing_extras_name_the_pip_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     problem = _preflight(["hydra/launcher=joblib"])
     assert problem and "pip install 'deepcluster[joblib]'" in problem
+
+
+def test_a_leading_tilde_is_caught_before_hydra_refuses_it(tmp_path):
+    # bash leaves ~ in dataset.path=~/tiles (not at the word's start); Hydra's lexer refused it
+    # with a LexerNoViableAltException
+    problem = _preflight(["dataset=folder", "dataset.path=~/tiles"])
+    assert problem and "dataset.path=$HOME/tiles" in problem and "'~/tiles'" in problem
+    assert _preflight(["dataset.path='~/tiles'"]) is None  # quoted: Hydra reads it
+    proc = run_cli("dataset=folder", "dataset.path=~/tiles", cwd=tmp_path)
+    assert proc.returncode == 2 and "$HOME/tiles" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Lexer" not in proc.stderr
