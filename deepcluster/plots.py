@@ -139,7 +139,10 @@ def cluster_samples(
             ax.axis("off")
             if 1 <= j <= len(nearest):
                 img = images[nearest[j - 1]].permute(1, 2, 0).cpu().numpy()  # (H, W, C) uint8
-                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
+                # the pixels' own scale: a grey image is not stretched to its own min-max
+                ax.imshow(
+                    img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255
+                )
     fig.suptitle(
         (title + "\n" if title else "") + "cluster, size | images nearest its centre", fontsize=9
     )

@@ -299,6 +299,22 @@ def test_one_class_folder_is_unlabelled(tmp_path):
     assert dm.labels is None and dm.paths[0] == "photos/0_0.png"
 
 
+def test_a_stray_image_beside_class_folders_is_warned_of(labelled_folder, caplog):
+    """One file at the top of a class-folder tree made the whole folder unlabelled, silently."""
+    Image.fromarray(shapes(n_per=1)[0][2]).save(labelled_folder / "stray.png")
+    with caplog.at_level("WARNING"):
+        dm = FolderDataModule(path=str(labelled_folder)).prepare()
+    assert dm.labels is None
+    assert "1 image(s) sit beside them (stray.png)" in caplog.text
+
+
+def test_a_bad_channel_count_is_named_alone(tmp_path):
+    # it read "dataset.image_size=28 must be >= 1 and dataset.channels=2 1 (grey) or 3 (RGB)"
+    with pytest.raises(ValueError) as bad:
+        FolderDataModule(path=str(tmp_path), channels=2)
+    assert str(bad.value) == "dataset.channels=2 must be 1 (grey) or 3 (RGB)"
+
+
 def test_oversized_image_is_skipped_and_named(tmp_path, monkeypatch):
     for cls, i, img in shapes(n_per=2):
         Image.fromarray(img).save(tmp_path / f"{cls}_{i}.png")

@@ -306,11 +306,14 @@ class ClusteringCallback(Callback):
         )
         if update is not None:
             info = self._update(trainer, pl_module, update)
+            changed = info["changed"]  # NaN: nothing comparable before (e.g. a UMAP start)
             log.info(
-                "epoch %d step %d: %.2f%% labels changed",
+                "epoch %d step %d: %s",
                 trainer.current_epoch,
                 trainer.global_step,
-                100 * info["changed"],
+                "first update of the codes themselves (nothing to compare with)"
+                if math.isnan(changed)
+                else f"{100 * changed:.2f}% labels changed",
             )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -136,11 +136,10 @@ class ImageDataModule(L.LightningDataModule):
         super().__init__()
         if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"data.batch_size={batch_size!r} must be an integer >= 1 or auto")
-        if image_size < 1 or channels not in (1, 3):
-            raise ValueError(
-                f"dataset.image_size={image_size} must be >= 1 and dataset.channels={channels} "
-                "1 (grey) or 3 (RGB)"
-            )
+        if image_size < 1:
+            raise ValueError(f"dataset.image_size={image_size} must be >= 1")
+        if channels not in (1, 3):
+            raise ValueError(f"dataset.channels={channels} must be 1 (grey) or 3 (RGB)")
         if limit is not None and limit < 1:
             raise ValueError(f"dataset.limit={limit} must be >= 1 (or null: every image)")
         self.image_size, self.channels, self.limit = image_size, channels, limit

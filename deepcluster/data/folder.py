@@ -197,6 +197,18 @@ class FolderDataModule(ImageDataModule):
         # read (one folder holding everything is how an unzipped archive looks, not a labelling)
         class_of = {f: f.relative_to(root).parts[0] for f in files if f.parent != root}
         labelled = len(class_of) == len(files)
+        loose = [f for f in files if f.parent == root]
+        if loose and len({class_of[f] for f in class_of}) >= 2:
+            # class folders and a few images beside them: most likely a stray file, and it
+            # turns the whole folder unlabelled (no ACC, no confusion figure); say so
+            log.warning(
+                "%s has class folders, but %d image(s) sit beside them (%s): the folder is "
+                "read as unlabelled (no ACC/NMI). Move them into a class folder to score "
+                "against the folders",
+                root,
+                len(loose),
+                ", ".join(f.name for f in loose[:5]) + (" …" if len(loose) > 5 else ""),
+            )
         if self.limit is not None and self.limit < len(files):
             # a sample across the folder, not its first (sorted: one class's) files; the same
             # for every seed, so that seeds compare on one dataset
