@@ -172,7 +172,10 @@ def write_figures(cfg: DictConfig, out_dir: Path, metrics: dict, callback, datam
         "scores_curve": plots.scores_curve(callback.history, fig_dir / "scores_curve.png", title),
     }
     if y is not None:
-        figures["confusion"] = plots.confusion(y, labels, fig_dir / "confusion.png", title)
+        names = getattr(datamodule, "class_names", None)
+        figures["confusion"] = plots.confusion(
+            y, labels, fig_dir / "confusion.png", title, class_names=names
+        )
     if "linkage" in callback.last_result.extra:
         figures["dendrogram"] = plots.dendrogram(
             callback.last_result.extra["linkage"], metrics["k"], fig_dir / "dendrogram.png", title

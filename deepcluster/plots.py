@@ -85,8 +85,15 @@ def scores_curve(history: Sequence[dict], path: Path, title: str = "") -> Path:
     return _save(fig, path)
 
 
-def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str = "") -> Path:
-    """Classes × clusters counts, clusters ordered by their matched class (Hungarian)."""
+def confusion(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    path: Path,
+    title: str = "",
+    class_names: list[str] | None = None,
+) -> Path:
+    """Classes × clusters counts, clusters ordered by their matched class (Hungarian);
+    rows named by `class_names` (a folder's class folders) when given."""
     from scipy.optimize import linear_sum_assignment
 
     table = contingency_matrix(y_true, y_pred)  # (C, k)
@@ -111,7 +118,10 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str = "
     ax.set_xlabel("cluster (ordered by matched class)")
     ax.set_ylabel("class")
     ax.set_xticks(range(table.shape[1]), [str(c) for c in order])
-    ax.set_yticks(range(table.shape[0]))
+    if class_names is not None and len(class_names) == table.shape[0]:
+        ax.set_yticks(range(table.shape[0]), list(class_names))
+    else:
+        ax.set_yticks(range(table.shape[0]))
     ax.set_title(title or "classes × clusters")
     return _save(fig, path)
 
@@ -139,7 +149,7 @@ def cluster_samples(
             ax.axis("off")
             if 1 <= j <= len(nearest):
                 img = images[nearest[j - 1]].permute(1, 2, 0).cpu().numpy()  # (H, W, C) uint8
-                # the pixels' own scale: a grey image is not stretched to its own min-max
+                # on the pixels' scale, whatever matplotlib's autoscaling does with one tile
                 ax.imshow(
                     img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255
                 )

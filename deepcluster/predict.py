@@ -16,6 +16,7 @@ training images may differ.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -58,6 +59,14 @@ class Predictor:
         from deepcluster.models import DeepClusterModule
 
         self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise PredictError(
+                f"{self.run_dir}: no such folder; give a run's folder (the path its last "
+                "printed line names, outputs/<overrides>/<date>_<time>)"
+            )
+        if (self.run_dir / "failed.json").is_file():  # a sweep job that failed
+            error = json.loads((self.run_dir / "failed.json").read_text()).get("error", "?")
+            raise PredictError(f"{self.run_dir} is a sweep job that failed: {error}")
         config, state = self.run_dir / "config.yaml", self.run_dir / "clusterer.joblib"
         for needed in (config, state):
             if not needed.is_file():

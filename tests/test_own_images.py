@@ -483,6 +483,11 @@ def test_predict_refuses_an_unfinished_run_and_a_missing_out_folder(
     (out / "metrics.json").unlink()  # as a run stopped before its end leaves it
     assert predict.main([str(out), str(labelled_folder)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
+    assert predict.main([str(tmp_path / "nope"), str(labelled_folder)]) == 2
+    assert "nope: no such folder" in capsys.readouterr().err  # was "config.yaml is missing"
+    (out / "failed.json").write_text('{"error": "k=5000 is not smaller than …"}')
+    assert predict.main([str(out), str(labelled_folder)]) == 2
+    assert "a sweep job that failed: k=5000" in capsys.readouterr().err
 
 
 def test_resuming_on_a_folder_that_changed_is_refused_inside_refinement(
