@@ -180,8 +180,9 @@ def validate(cfg: DictConfig) -> None:
     k = cfg.get("k")
     require(
         k is not None,
-        f"k is not set and dataset={cfg.dataset.name} has no classes to count: "
-        "give k=<number of clusters> or k=auto",
+        f"k is not set, and dataset={cfg.dataset.name} gives no number of classes before "
+        "its images are read: give k=<number of clusters> (e.g. the number of class "
+        "folders) or k=auto (chosen without labels)",
     )
     for key, (ok, want) in RULES.items():
         value = OmegaConf.select(cfg, key, default=None)

@@ -119,6 +119,9 @@ def test_dataset_recipe_defaults_yield_to_overrides(
 def test_k_defaults_to_class_count(compose):
     assert compose().k == 10
     assert compose("dataset=synthetic").k == 4
+    # a folder's classes are counted only once it is read: the message says how to give k
+    with pytest.raises(ConfigError, match=r"give k=<number of clusters> \(e.g. the number of"):
+        validate_config(compose("dataset=folder", "dataset.path=/tmp"))
 
 
 @pytest.mark.parametrize(
