@@ -163,6 +163,22 @@ def warn_if_refinement_never_runs(cfg: DictConfig) -> None:
         )
 
 
+def warn_if_clusters_are_empty(labels, k: int) -> None:
+    """Fewer non-empty clusters than k: the codes barely vary (identical images, a model
+    that collapsed), and the scores of such a partition mean little or are undefined."""
+    import numpy as np
+
+    used = len(np.unique(labels))
+    if used < k:
+        log.warning(
+            "the final clustering has %d non-empty cluster(s) of k=%d: the codes barely vary "
+            "(identical or blank images, or a collapsed model); its scores are undefined or "
+            "meaningless. Check the images (figures/cluster_samples.png) or lower k",
+            used,
+            k,
+        )
+
+
 # what a run writes into its folder (outputs.py, ModelCheckpoint): an earlier run's set aside
 RUN_OUTPUTS = (
     "metrics.json",
@@ -313,6 +329,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             raise DeepClusterError("training ended before the first clustering: no results")
         if not trainer.is_global_zero:
             return dict(callback.history[-1])
+        warn_if_clusters_are_empty(callback.labels, int(callback.k_now))
         baseline = (
             outputs.pixel_baseline(dm.images, dm.labels, int(callback.k_now), cfg.seed)
             if cfg.baseline
@@ -348,4 +365,4 @@ def summary(metrics: dict[str, Any]) -> str:
     base = metrics.get("baseline") or {}
     if base.get("acc") is not None:
         parts.append(f"(k-means on pixels: ACC {base['acc']:.4f})")
-    return "  ".join(parts)
+    return "  ".join(parts) or "no score (fewer than 2 clusters found)"

@@ -98,6 +98,19 @@ def test_array_npz_with_labels_and_npy_float_without(tmp_path):
         ArrayDataModule(path=str(tmp_path / "c.npy")).prepare()
 
 
+def test_identical_images_are_warned_of_not_scored_blank(compose, tmp_path, caplog, capsys):
+    # it finished "converged" with an empty line: "deepcluster:  (array, k=3, …)"
+    np.save(tmp_path / "flat.npy", np.full((40, 28, 28), 0.5))
+    cfg = compose(
+        "dataset=array", f"dataset.path={tmp_path / 'flat.npy'}", "k=3", "refine=none",
+        *QUICK, f"output_dir={tmp_path / 'run'}", "plots=false",
+    )  # fmt: skip
+    with caplog.at_level("WARNING"):
+        run(cfg)
+    assert "non-empty cluster(s) of k=3: the codes barely vary" in caplog.text
+    assert "deepcluster: no score (fewer than 2 clusters found)" in capsys.readouterr().out
+
+
 def test_conform_grey_to_rgb_and_back_keeps_values():
     x = torch.full((2, 1, 28, 28), 200, dtype=torch.uint8)
     rgb = conform(x, 28, 3)
