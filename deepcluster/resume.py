@@ -78,8 +78,38 @@ def resolve(value: str | None, out_dir: Path, search_siblings: bool) -> Resume:
             return Resume(ckpt=str(ckpt))
     if search_siblings:
         refuse_if_begun_from_file(out_dir)
-    log.warning("ckpt_path=last: no earlier checkpoint of this command found, starting fresh")
+    log.warning(
+        "ckpt_path=last: no earlier checkpoint of this command found, starting fresh%s",
+        other_length_hint(out_dir) if search_siblings else "",
+    )
     return Resume()
+
+
+def other_length_hint(out_dir: Path) -> str:
+    """The same command with another trainer.max_epochs is another folder (the epochs are part
+    of the key), so `ckpt_path=last` cannot train a run further: name the newest such run's
+    checkpoint, which continues it as given."""
+    epochs = "trainer.max_epochs="
+    mine = {t for t in out_dir.parent.name.split(",") if not t.startswith(epochs)}
+    found = sorted(
+        (
+            ckpt
+            for key_dir in out_dir.parent.parent.iterdir()
+            if key_dir.is_dir()
+            and key_dir != out_dir.parent
+            and {t for t in key_dir.name.split(",") if not t.startswith(epochs)} - {"default"}
+            == mine - {"default"}
+            for ckpt in key_dir.glob("*/checkpoints/last.ckpt")
+        ),
+        key=lambda ckpt: ckpt.stat().st_mtime,
+        reverse=True,
+    )
+    if not found:
+        return ""
+    return (
+        f". The same command with another trainer.max_epochs has a checkpoint: to train it "
+        f"further, give ckpt_path={found[0]} with the new trainer.max_epochs"
+    )
 
 
 def refuse_if_begun_from_file(out_dir: Path) -> None:

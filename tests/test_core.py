@@ -372,3 +372,20 @@ def test_missing_mnist_is_one_short_paragraph(tmp_path):
     assert proc.stderr.count("no 'all' files found") == 1
     assert "Failed to download" not in proc.stderr + proc.stdout  # torchvision's chatter
     assert "Traceback" not in proc.stderr
+
+
+def test_last_with_other_epochs_names_the_run_to_train_further(tmp_path, caplog):
+    # the epochs are part of the folder's key, so raising trainer.max_epochs with
+    # ckpt_path=last started from nothing with no word of the 20-epoch run beside it
+    earlier = tmp_path / "k=3,trainer.max_epochs=20" / "2026-12-01_10-00-00" / "checkpoints"
+    earlier.mkdir(parents=True)
+    (earlier / "last.ckpt").write_text("x")
+    other = tmp_path / "k=4,trainer.max_epochs=20" / "2026-12-01_11-00-00" / "checkpoints"
+    other.mkdir(parents=True)
+    (other / "last.ckpt").write_text("x")
+    out_dir = tmp_path / "k=3,trainer.max_epochs=40" / "2026-12-05_09-00-00"
+    out_dir.mkdir(parents=True)
+    with caplog.at_level("WARNING"):
+        assert resume.resolve("last", out_dir, search_siblings=True).ckpt is None
+    assert f"give ckpt_path={earlier / 'last.ckpt'} with the new trainer.max_epochs" in caplog.text
+    assert "k=4" not in caplog.text
