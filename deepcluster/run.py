@@ -163,12 +163,15 @@ def warn_if_refinement_never_runs(cfg: DictConfig) -> None:
         )
 
 
-def warn_if_clusters_are_empty(labels, k: int) -> None:
+def warn_about_cluster_sizes(labels, k: int, paths: list[str] | None = None) -> None:
     """Fewer non-empty clusters than k: the codes barely vary (identical images, a model
-    that collapsed), and the scores of such a partition mean little or are undefined."""
+    that collapsed), and the scores of such a partition mean little or are undefined. A
+    cluster of one or two images among hundreds: most likely outliers (a blank, tiny or odd
+    image) that took a cluster of their own, which k=auto's scores tend to reward."""
     import numpy as np
 
-    used = len(np.unique(labels))
+    sizes = np.bincount(np.asarray(labels), minlength=k)
+    used = int((sizes > 0).sum())
     if used < k:
         log.warning(
             "the final clustering has %d non-empty cluster(s) of k=%d: the codes barely vary "
@@ -176,6 +179,16 @@ def warn_if_clusters_are_empty(labels, k: int) -> None:
             "meaningless. Check the images (figures/cluster_samples.png) or lower k",
             used,
             k,
+        )
+    tiny = [c for c in range(len(sizes)) if 0 < sizes[c] <= 2]
+    if tiny and len(labels) >= 100:
+        members = np.flatnonzero(np.isin(labels, tiny))[:4].tolist()
+        named = ", ".join(paths[i] for i in members) if paths else f"images {members}"
+        log.warning(
+            "%d cluster(s) hold only one or two images (%s): outliers with a cluster of their "
+            "own; look at them, remove them, or lower k",
+            len(tiny),
+            named,
         )
 
 
@@ -329,7 +342,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             raise DeepClusterError("training ended before the first clustering: no results")
         if not trainer.is_global_zero:
             return dict(callback.history[-1])
-        warn_if_clusters_are_empty(callback.labels, int(callback.k_now))
+        warn_about_cluster_sizes(callback.labels, int(callback.k_now), dm.paths)
         baseline = (
             outputs.pixel_baseline(dm.images, dm.labels, int(callback.k_now), cfg.seed)
             if cfg.baseline

@@ -389,3 +389,17 @@ def test_last_with_other_epochs_names_the_run_to_train_further(tmp_path, caplog)
         assert resume.resolve("last", out_dir, search_siblings=True).ckpt is None
     assert f"give ckpt_path={earlier / 'last.ckpt'} with the new trainer.max_epochs" in caplog.text
     assert "k=4" not in caplog.text
+
+
+def test_clusters_of_one_or_two_images_are_named(caplog):
+    # a review's k=auto on 62 images: one cluster was a flat-colour and a 1×1 image
+    from deepcluster.run import warn_about_cluster_sizes
+
+    labels = np.array([0] * 60 + [1] * 58 + [2, 2])
+    paths = [f"img{i}.png" for i in range(120)]
+    with caplog.at_level("WARNING"):
+        warn_about_cluster_sizes(labels, 3, paths)
+    assert "1 cluster(s) hold only one or two images (img118.png, img119.png)" in caplog.text
+    caplog.clear()
+    warn_about_cluster_sizes(np.array([0] * 60 + [1] * 60), 2, paths)
+    assert caplog.text == ""
