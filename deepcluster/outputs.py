@@ -6,6 +6,7 @@ import json
 import math
 import os
 import resource
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,7 @@ def command_line() -> str | None:
     if hc is None:
         return None
     extra = [o for o in hc.overrides.hydra if not o.startswith("hydra.mode=")]
-    return " ".join(["deepcluster", *hc.overrides.task, *extra])
+    return shlex.join(["deepcluster", *hc.overrides.task, *extra])  # read back by shlex.split
 
 
 def process_age_at(moment: float) -> float:

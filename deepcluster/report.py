@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,10 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, use_wandb: bool =
         varied = [o for o in r["all_overrides"] if o not in common]
         r["overrides"] = " ".join(varied)
         # acc_vs_k's bars: the jobs' variant besides k (seeds averaged), never a mean over
-        # two clusterers or two datasets
-        r["variant"] = " ".join(o for o in varied if not o.startswith(("k=", "seed="))) or "all"
+        # two clusterers or two datasets; k=auto is a variant of its own (its jobs end at
+        # some k, and must not be averaged into the bar of the jobs given that k)
+        fixed_k = [o for o in varied if re.fullmatch(r"k=\d+", o) or o.startswith("seed=")]
+        r["variant"] = " ".join(o for o in varied if o not in fixed_k) or "all"
     md, table = write_tables(rows, out_dir, sorted(common))
     figures = write_figures(rows, out_dir)
     wandb_dir = log_to_wandb(rows, figures, sweep_dir) if use_wandb else None

@@ -378,3 +378,24 @@ def test_a_finished_pretraining_is_not_retrained_for_runs_with_their_own_checkpo
 def test_a_pattern_that_matches_nothing_is_an_error_even_beside_one_that_does(tmp_path, capsys):
     assert main(["--only", "A/mnist/k10/relu", "--only", "B/mnsit", "--dry-run"]) == 2
     assert "no setting matches --only B/mnsit" in capsys.readouterr().err
+
+
+def test_a_run_whose_metrics_are_another_settings_is_not_averaged_in(tmp_path):
+    # a folder copied (or a command never recorded) entered the mean unflagged: only extra
+    # overrides were checked, never what the run recorded of itself
+    pre, run = runner.plan(by_name("A/mnist/k15/relu"), [0], tmp_path, False, "cpu", [])
+    history = [{"epoch": 0, "phase": "pretrain"}, {"epoch": 1, "phase": "refine"}]
+    for job in (pre, run):
+        job.run_dir.mkdir(parents=True)
+        metrics = {"acc": 0.5, "nmi": 0.5, "n": 70000, "history": history, "stop_reason": "x"}
+        metrics |= {"k": 10, "activation": "sigmoid", "seed": 0, "dataset": "mnist"}
+        (job.run_dir / "metrics.json").write_text(json.dumps(metrics))
+    # a quote in the recorded command (written unquoted before) must not stop the tables
+    command = "deepcluster data.root=/data/o'brien/mnist"
+    (run.run_dir / "run_info.json").write_text(json.dumps({"command": command}))
+    (entry,) = tables.collect(by_name("A/mnist/k15/relu"), [0], tmp_path, quick=False)
+    assert entry["ours"]["runs"][0]["not_as_published"] == [
+        "its metrics.json has activation=sigmoid, not relu",
+        "its metrics.json has k=10, not 15",
+    ]
+    assert entry["ours"]["acc_mean"] is None

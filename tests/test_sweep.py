@@ -166,3 +166,28 @@ def test_report_of_k_auto_with_an_unfinished_job_and_bars_per_variant(tmp_path, 
     assert [r["k"] for r in out["rows"]] == [4, 4, None]
     assert plotted == {"clusterer=kmeans": 0.25, "clusterer=ward": 0.35, "group": "variant"}
     assert out["wandb"] is not None
+
+
+def test_k_auto_jobs_are_a_variant_of_their_own(tmp_path, monkeypatch):
+    # a k=auto job that chose 10 was averaged into the bar of the jobs given k=10
+    import yaml
+
+    from deepcluster import plots, report
+
+    for job, (k_given, k_end, acc) in enumerate([("10", 10, 0.9), ("auto", 10, 0.3)]):
+        (tmp_path / str(job) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text(
+            yaml.safe_dump([f"k={k_given}", "activation=relu"])
+        )
+        metrics = {"k": k_end, "acc": acc, "nmi": acc, "activation": "relu", "history": []}
+        (tmp_path / str(job) / "metrics.json").write_text(json.dumps(metrics))
+    bars = {}
+
+    def acc_vs_k(rows, *args, **kwargs):
+        for r in rows:
+            bars.setdefault((r["variant"], r["k"]), []).append(r["acc"])
+        return tmp_path / "acc_vs_k.png"
+
+    monkeypatch.setattr(plots, "acc_vs_k", acc_vs_k)
+    report.build_report(tmp_path, tmp_path / "out", use_wandb=False)
+    assert bars == {("all", 10): [0.9], ("k=auto", 10): [0.3]}

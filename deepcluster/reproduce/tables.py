@@ -63,24 +63,38 @@ def overrides_run(run_dir: Path) -> list[str]:
     """The overrides a run's last process was started with, from its run_info.json (committed,
     unlike plan.json): a fresh clone still tells a changed run from a published one."""
     line = _read(run_dir / "run_info.json").get("command") or ""
-    words = shlex.split(line)[1:]  # without the program
+    try:
+        words = shlex.split(line)[1:]  # without the program
+    except ValueError:  # a quote in a command written before commands were shell-quoted
+        words = line.split()[1:]
     return [w for w in words if "=" in w and not w.startswith(PLACING) and w not in runner.COMMON]
 
 
+# what a run's metrics.json records of itself, against its setting's value
+RECORDED = ("dataset", "split", "model", "activation", "k", "clusterer", "seed")
+
+
 def not_as_published(
-    setting: Setting, seed: int, root: Path, quick: bool, n: int | None
+    setting: Setting, seed: int, root: Path, quick: bool, metrics: dict
 ) -> list[str]:
     """What a finished run changed from the published setting: overrides given to it or to
-    its pretraining (their plan.json) beyond the setting's own, and a dataset size that is
-    not the setting's (a `dataset.limit`, a smaller download)."""
+    its pretraining (their plan.json) beyond the setting's own, a dataset size that is not
+    the setting's (a `dataset.limit`, a smaller download), and anything its metrics.json
+    records that is not the setting's (a folder copied or renamed, a command never
+    recorded)."""
     pre, run = runner.plan([setting], [seed], root, quick, "cpu", [])
     changed = []
     for job in (pre, run):
         started = job.started_as() or overrides_run(job.run_dir)
         changed += [o for o in started if o not in job.identity and not o.startswith(HARMLESS)]
     expected = runner.N_IMAGES[(setting.dataset, setting.split)]
+    n = metrics.get("n")
     if n is not None and n != expected:  # (None: a metrics.json without it)
         changed.append(f"{n} images, not {expected}")
+    wanted = {key: getattr(setting, key) for key in RECORDED if key != "seed"} | {"seed": seed}
+    for key, value in wanted.items():
+        if metrics.get(key) is not None and metrics[key] != value:
+            changed.append(f"its metrics.json has {key}={metrics[key]}, not {value}")
     return sorted(set(changed))
 
 
@@ -113,7 +127,7 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
                     "run_machine": info.get("machine") or {},
                     "wall_s": walls[0] + walls[1] if None not in walls else None,
                     "wall_parts_s": walls,  # pretraining, run; None where unknown
-                    "not_as_published": not_as_published(s, seed, root, quick, m.get("n")),
+                    "not_as_published": not_as_published(s, seed, root, quick, m),
                 }
             )
         # a run that differs from the published setting is listed, not averaged in
