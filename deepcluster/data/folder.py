@@ -198,7 +198,7 @@ class FolderDataModule(ImageDataModule):
         class_of = {f: f.relative_to(root).parts[0] for f in files if f.parent != root}
         labelled = len(class_of) == len(files)
         loose = [f for f in files if f.parent == root]
-        if loose and len({class_of[f] for f in class_of}) >= 2:
+        if loose and len(set(class_of.values())) >= 2:
             # class folders and a few images beside them: most likely a stray file, and it
             # turns the whole folder unlabelled (no ACC, no confusion figure); say so
             log.warning(
