@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -147,6 +148,18 @@ def cluster_once(parts, epoch: int) -> None:
     parts.callback.record_update(Standalone(parts.datamodule, epoch), parts.module, update, entry)
 
 
+def drop_unused_folder(out_dir: Path, finished: Path) -> None:
+    """`ckpt_path=last` on a finished command trains nothing, but Hydra has already made
+    this run's timestamped folder (its .hydra/ and log): left there, it is an empty run
+    beside the finished one, and the newest folder a user opens. Removed when it holds
+    nothing else; a folder given with hydra.run.dir that is the finished run is kept."""
+    if out_dir.resolve() == finished.resolve():
+        return
+    made_by_hydra = all(p.name == ".hydra" or p.suffix == ".log" for p in out_dir.iterdir())
+    if made_by_hydra:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
 def warn_if_refinement_never_runs(cfg: DictConfig) -> None:
     """refine=dekm/dec with trainer.max_epochs <= pretrain_epochs trains no refinement epoch:
     legal (a pretraining cut short), but easy to do by mistake (the digits default
@@ -257,7 +270,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     quiet_libraries()
     validate(cfg)
-    warn_if_refinement_never_runs(cfg)
     out_dir = output_dir(cfg)
     check_writable(out_dir)
     plan = _resume_plan(cfg, out_dir)
@@ -268,6 +280,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"({metrics.get('stop_reason')}); nothing to resume. Its result: "
             f"{summary(metrics)}. Run it without ckpt_path=last to train a new run."
         )
+        drop_unused_folder(out_dir, plan.finished)
         return metrics
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = build_parts(cfg)
@@ -305,6 +318,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:  # only now: a run refused above leaves the earlier one be
             plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt)
             OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds
+        warn_if_refinement_never_runs(cfg)  # here: after the errors that would stop the run
         log.info(
             "training %s on %s (%d images), k=%s → %s",
             type(parts.module.model).__name__,

@@ -168,6 +168,8 @@ def test_same_command_twice_with_last_reports_the_finished_run(tmp_path):
     assert "already finished" in again.stdout
     runs = list((tmp_path / "outputs").glob("*/*/metrics.json"))
     assert len(runs) == 1  # nothing was trained the second time
+    # and no empty timestamped folder (only .hydra/ and a log) is left beside the run
+    assert [p.parent for p in runs] == list((tmp_path / "outputs").glob("*/*"))
 
 
 def test_a_checkpoint_at_max_epochs_is_clustered_not_lost(compose, tmp_path):
@@ -271,6 +273,17 @@ def test_a_refinement_that_cannot_start_is_warned_of(compose, caplog):
     warn_if_refinement_never_runs(
         compose(*TINY, "refine=dekm", "pretrain_epochs=1", "trainer.max_epochs=2")
     )
+    assert "will not train" not in caplog.text
+
+
+def test_the_refinement_warning_does_not_precede_an_unrelated_error(compose, tmp_path, caplog):
+    """A run refused for another reason (here: k not below the number of images) says only
+    that; the refinement warning is for a run that trains."""
+    from deepcluster.run import run
+
+    cfg = compose(*TINY, "refine=dekm", "pretrain_epochs=3", "k=500", f"output_dir={tmp_path}")
+    with pytest.raises(ConfigError, match="k=500"):
+        run(cfg)
     assert "will not train" not in caplog.text
 
 
