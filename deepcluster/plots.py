@@ -215,7 +215,8 @@ def acc_vs_k(
 ) -> Path:
     """Bar chart: final ACC (or, without labels, silhouette) per k, one bar per value of the
     rows' `group` field (activation: the papers' k × activation figure); rows of one k and
-    group (seeds) are averaged."""
+    group (seeds) are averaged, with their sd as an error bar and their count under the
+    mean, so a bar of one seed is not read as a bar of three."""
     name = SCORE_NAMES[score]
     ok = [
         r
@@ -226,22 +227,39 @@ def acc_vs_k(
     groups = sorted({str(r.get(group)) for r in ok})
     width = 0.8 / max(len(groups), 1)
     fig, ax = plt.subplots(figsize=(1.2 * max(len(ks), 2) + 2.5, 3.8))
+    stats = {label: bar_stats(ok, ks, group, label, score) for label in groups}
+    several = any(n > 1 for _, _, counts in stats.values() for n in counts)
     for g, label in enumerate(groups):
-        values = []
-        for k in ks:
-            vals = [r[score] for r in ok if int(r["k"]) == k and str(r.get(group)) == label]
-            values.append(np.mean(vals) if vals else np.nan)
+        means, sds, counts = stats[label]
         xs = np.arange(len(ks)) + (g - (len(groups) - 1) / 2) * width
-        bars = ax.bar(xs, values, width, label=label)
-        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+        ax.bar(xs, means, width, label=label, yerr=sds if several else None, capsize=3)
+        for x, m, sd, n in zip(xs, means, sds, counts, strict=True):
+            if n:  # above the error bar, where there is one
+                text = f"{m:.3f}" + (f"\nn={n}" if several else "")
+                top = m + (0 if np.isnan(sd) else sd)
+                ax.text(x, top, text, ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(ks)), [f"k={k}" for k in ks])
     ax.set_ylabel(name)
     if score == "acc":
-        ax.set_ylim(0, 1.15)  # headroom for the legend above the bars
+        ax.set_ylim(0, 1.15)  # headroom for the labels above the bars
         ax.set_yticks(np.linspace(0, 1, 6))
-    ax.legend(title=group, loc="upper center", ncol=min(max(len(groups), 1), 3), fontsize=8)
+    ax.legend(title=group, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.set_title(title or f"final {name} per k and {group}")
     return _save(fig, path)
+
+
+def bar_stats(
+    rows: Sequence[dict], ks: Sequence[int], group: str, label: str, score: str
+) -> tuple[list[float], list[float], list[int]]:
+    """Per k: the mean, sd (nan for one value: no error bar) and count of `score` over the
+    rows of one group value (nan and 0 where none ran)."""
+    means, sds, counts = [], [], []
+    for k in ks:
+        vals = [r[score] for r in rows if int(r["k"]) == k and str(r.get(group)) == label]
+        means.append(float(np.mean(vals)) if vals else np.nan)
+        sds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else np.nan)
+        counts.append(len(vals))
+    return means, sds, counts
 
 
 def acc_vs_epoch(

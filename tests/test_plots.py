@@ -19,3 +19,23 @@ def test_confusion_rows_carry_the_class_folders_names(kept, tmp_path):
     plots.confusion(y, y[::-1], tmp_path / "c.png", class_names=["cats", "dogs", "owls"])
     ax = kept[0].axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["cats", "dogs", "owls"]
+
+
+def test_acc_vs_k_bars_show_the_seed_count_and_spread(kept, tmp_path):
+    """Three seeds of relu at k=10, one of sigmoid: each bar says how many seeds it averages,
+    with their sd as the error bar (a one-seed bar has none)."""
+    rows = [
+        {"status": "ok", "k": 10, "activation": "relu", "acc": a} for a in (0.90, 0.94, 0.98)
+    ] + [{"status": "ok", "k": 10, "activation": "sigmoid", "acc": 0.84}]
+    plots.acc_vs_k(rows, tmp_path / "a.png")
+    ax = kept[0].axes[0]
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == ["0.840\nn=1", "0.940\nn=3"]
+    assert plots.bar_stats(rows, [10], "activation", "relu", "acc") == (
+        [pytest.approx(0.94)],
+        [pytest.approx(0.04)],
+        [3],
+    )
+    # one value per bar: labelled as before, no count
+    plots.acc_vs_k(rows[:1] + rows[3:], tmp_path / "b.png")
+    assert sorted(t.get_text() for t in kept[1].axes[0].texts) == ["0.840", "0.900"]
