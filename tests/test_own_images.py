@@ -593,3 +593,47 @@ def test_weights_of_another_shape_name_the_keys_to_give(compose, labelled_folder
         )
     message = str(refused.value)
     assert "dataset.channels=3 (here 1)" in message and "dataset.image_size=32 (here 28)" in message
+
+
+def test_array_inputs_that_used_to_fail_late_or_silently_are_named(tmp_path, caplog):
+    """From a review: each of these crashed with numpy's traceback, or ran with its labels
+    quietly dropped or wrong; each now says what is wrong and how to fix it."""
+    x = np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8)
+
+    def loads(name, **arrays_and_options):
+        options = {k: v for k, v in arrays_and_options.items() if k.endswith("_key")}
+        arrays = {k: v for k, v in arrays_and_options.items() if k not in options}
+        np.savez(tmp_path / name, **arrays)
+        return ArrayDataModule(path=str(tmp_path / name), **options).prepare()
+
+    with pytest.raises(DataError, match="'labels' .*unpickling"):
+        loads("obj.npz", images=x, labels=np.array([1, "a", None] * 2, dtype=object))
+    with pytest.raises(DataError, match="6 of 6 labels in .labels. are NaN"):
+        loads("nan.npz", images=x, labels=np.full(6, np.nan))
+    with pytest.raises(DataError, match="'nolabels' for dataset.labels_key .*it has x, y"):
+        loads("typo.npz", x=x, y=np.arange(6), images_key="x", labels_key="nolabels")
+    assert loads("xy.npz", x=x, y=np.arange(6), images_key="x", labels_key="y").labels.tolist()
+    caplog.clear()
+    assert loads("xy2.npz", x=x, y=np.arange(6), images_key="x").labels is None
+    assert "no array named 'labels'" in caplog.text and "also has y" in caplog.text
+    np.save(tmp_path / "rgb.npy", x[0][..., None].repeat(3, axis=-1))  # one (H, W, 3) image
+    with pytest.raises(DataError, match=r"x\[None\]"):
+        ArrayDataModule(path=str(tmp_path / "rgb.npy")).prepare()
+    np.save(tmp_path / "flat.npy", x.reshape(6, -1))
+    with pytest.raises(DataError, match=r"reshape\(-1, 28, 28\)"):
+        ArrayDataModule(path=str(tmp_path / "flat.npy")).prepare()
+    np.save(tmp_path / "u16.npy", x.astype(np.uint16) * 257)
+    with pytest.raises(DataError, match="x / 65535"):
+        ArrayDataModule(path=str(tmp_path / "u16.npy")).prepare()
+    with pytest.raises(DataError, match="is a folder.*dataset=folder"):
+        ArrayDataModule(path=str(tmp_path)).prepare()
+
+
+@pytest.mark.parametrize(
+    "option", [{"limit": 10.5}, {"limit": True}, {"image_size": "abc"}, {"channels": 3.0}]
+)
+def test_dataset_numbers_of_the_wrong_type_are_named(tmp_path, option):
+    np.save(tmp_path / "x.npy", np.zeros((4, 28, 28), np.uint8))
+    ((key, value),) = option.items()
+    with pytest.raises(ValueError, match=f"dataset.{key}={value!r} must be"):
+        ArrayDataModule(path=str(tmp_path / "x.npy"), **option)

@@ -6,6 +6,8 @@ Shapes (N, H, W) or (N, H, W, C) with C = 1, 3 or 4 (alpha dropped); uint8, or f
 
 from __future__ import annotations
 
+import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,9 @@ import torch
 
 from deepcluster.data.base import ImageDataModule
 from deepcluster.errors import DataError
+
+log = logging.getLogger(__name__)
+DEFAULT_LABELS_KEY = "labels"
 
 
 class ArrayDataModule(ImageDataModule):
@@ -33,6 +38,11 @@ class ArrayDataModule(ImageDataModule):
         )
 
     def _read(self) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.path.is_dir():
+            raise DataError(
+                f"dataset.path={self.path} is a folder; dataset=array reads one .npy/.npz "
+                f"file. For a folder of image files: dataset=folder dataset.path={self.path}"
+            )
         if not self.path.is_file():
             raise DataError(f"dataset.path={self.path}: no such file")
         try:
@@ -49,11 +59,53 @@ class ArrayDataModule(ImageDataModule):
                     f"{self.path}: no array named {self.images_key!r} (it has "
                     f"{', '.join(data.files)}); set dataset.images_key"
                 )
-            labels = data[self.labels_key] if self.labels_key in data else None
-            return data[self.images_key], labels
+            images = self._member(data, self.images_key, "images_key")
+            if self.labels_key in data:
+                return images, self._member(data, self.labels_key, "labels_key")
+            others = [f for f in data.files if f != self.images_key]
+            if self.labels_key not in (None, DEFAULT_LABELS_KEY):  # asked for, not there
+                raise DataError(
+                    f"{self.path}: no array named {self.labels_key!r} for "
+                    f"dataset.labels_key (it has {', '.join(data.files)}); name one of "
+                    "them, or dataset.labels_key=null to run without labels"
+                )
+            if others and self.labels_key is not None:
+                log.warning(
+                    "%s: no array named %r, so this run has no labels to score it (the "
+                    "file also has %s): to score with one, dataset.labels_key=<its name>; "
+                    "dataset.labels_key=null silences this",
+                    self.path,
+                    self.labels_key,
+                    ", ".join(others),
+                )
+            return images, None
+
+    def _member(self, data, key: str, option: str) -> np.ndarray:
+        """One array of an .npz, read now (np.load reads members lazily): an object array
+        (Python objects, pickled) is refused by name, not with numpy's traceback."""
+        try:
+            return data[key]
+        except ValueError as exc:
+            raise DataError(
+                f"{self.path}: array {key!r} (dataset.{option}) cannot be read without "
+                f"unpickling ({exc}); save it as numbers, e.g. np.asarray(a, dtype=np.int64)"
+            ) from None
 
     def load(self) -> tuple[torch.Tensor, np.ndarray | None]:
         x, labels = self._read()
+        if x.ndim == 3 and x.shape[-1] in (3, 4) and x.shape[1] > 4:
+            # (N, H, W) with W = 3 or 4 pixels is not an image set: one colour image
+            raise DataError(
+                f"{self.path}: shape {x.shape} reads as {x.shape[0]} grey images of "
+                f"{x.shape[1]}×{x.shape[2]} pixels; if it is one colour image, save it as "
+                f"a set of one: x[None] (shape {(1, *x.shape)})"
+            )
+        if x.ndim == 2 and math.isqrt(x.shape[1]) ** 2 == x.shape[1] and x.shape[1] > 1:
+            side = math.isqrt(x.shape[1])
+            raise DataError(
+                f"{self.path}: shape {x.shape} holds flat rows, not images; if each row is "
+                f"a {side}×{side} image, save x.reshape(-1, {side}, {side})"
+            )
         if x.ndim == 3:
             x = x[..., None]
         if x.ndim != 4 or x.shape[-1] not in (1, 3, 4):
@@ -69,12 +121,36 @@ class ArrayDataModule(ImageDataModule):
                     "infinite; replace them (e.g. np.nan_to_num) before clustering"
                 )
             if not np.issubdtype(x.dtype, np.floating) or x.min() < 0 or x.max() > 1:
+                hint = (
+                    f"; to scale them, save x / {np.iinfo(x.dtype).max} (floats in [0, 1])"
+                    if np.issubdtype(x.dtype, np.unsignedinteger)
+                    else ""
+                )
                 raise DataError(
                     f"{self.path}: {x.dtype} images must be uint8, or float in [0, 1] "
-                    f"(found {x.min()} … {x.max()})"
+                    f"(found {x.min()} … {x.max()}){hint}"
                 )
             x = np.round(x * 255).astype(np.uint8)
         if labels is not None:
-            labels = np.asarray(labels).reshape(-1)
+            labels = self._checked(np.asarray(labels).reshape(-1))
             _, labels = np.unique(labels, return_inverse=True)  # any label values → 0..C-1
         return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), labels
+
+    def _checked(self, labels: np.ndarray) -> np.ndarray:
+        """Labels only score, so a broken one must not score silently: NaN would become a
+        class of its own (np.unique gathers every NaN into one value); a negative one often
+        marks "unknown", and is scored as a class."""
+        if np.issubdtype(labels.dtype, np.floating) and np.isnan(labels).any():
+            raise DataError(
+                f"{self.path}: {int(np.isnan(labels).sum())} of {len(labels)} labels in "
+                f"{self.labels_key!r} are NaN; give every image a label, or run without "
+                "labels (dataset.labels_key=null)"
+            )
+        if np.issubdtype(labels.dtype, np.number) and (labels < 0).any():
+            log.warning(
+                "%s: %d labels are negative (%s); they are scored as a class of their own",
+                self.path,
+                int((labels < 0).sum()),
+                ", ".join(str(v) for v in np.unique(labels[labels < 0])[:3]),
+            )
+        return labels

@@ -114,6 +114,11 @@ class IndexedImages(Dataset):
         return self.images[idx].float().div_(255.0), idx
 
 
+def _whole(value) -> bool:
+    """An int, not a bool (true is 1 to Python, never an image count) nor 28.0 nor "28"."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class ImageDataModule(L.LightningDataModule):
     """Base class: subclasses implement load() → (images (N, C, H, W) uint8, labels (N,) int64
     or None when the data has no labels).
@@ -134,14 +139,16 @@ class ImageDataModule(L.LightningDataModule):
         device_resident: bool = True,
     ) -> None:
         super().__init__()
-        if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
+        if batch_size != "auto" and (not _whole(batch_size) or batch_size < 1):
             raise ValueError(f"data.batch_size={batch_size!r} must be an integer >= 1 or auto")
-        if image_size < 1:
-            raise ValueError(f"dataset.image_size={image_size} must be >= 1")
-        if channels not in (1, 3):
-            raise ValueError(f"dataset.channels={channels} must be 1 (grey) or 3 (RGB)")
-        if limit is not None and limit < 1:
-            raise ValueError(f"dataset.limit={limit} must be >= 1 (or null: every image)")
+        if not _whole(image_size) or image_size < 1:
+            raise ValueError(f"dataset.image_size={image_size!r} must be a whole number >= 1")
+        if not _whole(channels) or channels not in (1, 3):
+            raise ValueError(f"dataset.channels={channels!r} must be 1 (grey) or 3 (RGB)")
+        if limit is not None and (not _whole(limit) or limit < 1):
+            raise ValueError(
+                f"dataset.limit={limit!r} must be a whole number >= 1 (or null: every image)"
+            )
         self.image_size, self.channels, self.limit = image_size, channels, limit
         self.batch_size = batch_size
         self.seed = seed
