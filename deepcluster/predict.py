@@ -151,9 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", help="a finished run's folder (holds clusterer.joblib)")
     parser.add_argument("inputs", nargs="+", help="image files or folders")
-    parser.add_argument("--out", default="-", help="CSV file to write (default: stdout)")
+    parser.add_argument(
+        "--out",
+        default="-",
+        help="CSV file to write, or a folder to write predictions.csv in (default: stdout)",
+    )
     args = parser.parse_args(argv)
-    if args.out != "-" and not Path(args.out).expanduser().parent.is_dir():
+    if args.out != "-" and Path(args.out).expanduser().is_dir():
+        args.out = str(Path(args.out).expanduser() / "predictions.csv")
+    elif args.out != "-" and not Path(args.out).expanduser().parent.is_dir():
         parser.error(f"--out {args.out}: its folder does not exist (create it first)")
     try:
         predictor = Predictor(args.run_dir)

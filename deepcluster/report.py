@@ -67,6 +67,11 @@ def read_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         row.update({key: metrics.get(key) for key in COLUMNS if key in metrics})
         row["history"] = metrics.get("history", [])
         row["status"] = "ok"
+        # which refinement, and whether it ran (a schedule that ends inside the pretraining
+        # never refines), not the config's on/off flag
+        method = metrics.get("refine_method")
+        ran = any(h.get("phase") == "refine" for h in row["history"])
+        row["refine"] = "none" if not method else method if ran else f"{method} (not reached)"
     elif failed_file.is_file():
         row["status"] = "failed"
         row["error"] = json.loads(failed_file.read_text()).get("error", "")
@@ -82,6 +87,9 @@ def read_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
                 "activation": "activation.name",
                 "dataset": "dataset.name",
                 "clusterer": "clusterer.name",
+                "manifold": "manifold.name",
+                "refine": "refine.method",
+                "seed": "seed",
             }
             for key, path in keys.items():
                 row[key] = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)

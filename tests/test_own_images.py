@@ -493,6 +493,10 @@ def test_predict_refuses_an_unfinished_run_and_a_missing_out_folder(
     with pytest.raises(SystemExit):
         predict.main([str(out), str(labelled_folder), "--out", str(tmp_path / "no" / "x.csv")])
     assert "--out" in capsys.readouterr().err
+    # --out a folder: predictions.csv in it (was an IsADirectoryError traceback)
+    (tmp_path / "here").mkdir()
+    assert predict.main([str(out), str(labelled_folder), "--out", str(tmp_path / "here")]) == 0
+    assert (tmp_path / "here" / "predictions.csv").read_text().startswith("path,cluster")
     (out / "metrics.json").unlink()  # as a run stopped before its end leaves it
     assert predict.main([str(out), str(labelled_folder)]) == 2
     assert "no metrics.json" in capsys.readouterr().err

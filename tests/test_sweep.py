@@ -191,3 +191,22 @@ def test_k_auto_jobs_are_a_variant_of_their_own(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "acc_vs_k", acc_vs_k)
     report.build_report(tmp_path, tmp_path / "out", use_wandb=False)
     assert bars == {("all", 10): [0.9], ("k=auto", 10): [0.3]}
+
+
+def test_report_names_the_refinement_and_whether_it_ran(tmp_path):
+    """The refine column showed the config's on/off flag (True for a refinement that never
+    started, and the same for dekm and dec); a failed job's row left it blank."""
+    from deepcluster import report
+
+    ran = {"refine_method": "dekm", "history": [{"epoch": 3, "phase": "refine"}]}
+    fake_job(tmp_path, "0", ["refine=dekm"], {"k": 3, "acc": 0.5, **ran})
+    cut = {"refine_method": "dec", "history": [{"epoch": 0, "phase": "pretrain"}]}
+    fake_job(tmp_path, "1", ["refine=dec"], {"k": 3, "acc": 0.4, **cut})
+    fake_job(tmp_path, "2", ["refine=none"], {"k": 3, "acc": 0.3, "refine_method": None})
+    fake_job(tmp_path, "3", ["refine=dekm", "seed=7"])  # killed: from its config
+    config = json.loads((tmp_path / "3" / ".hydra" / "config.yaml").read_text())
+    config.update(refine={"method": "dekm"}, manifold={"name": "umap"}, seed=7)
+    (tmp_path / "3" / ".hydra" / "config.yaml").write_text(json.dumps(config))
+    rows = report.build_report(tmp_path, use_wandb=False)["rows"]
+    assert [r["refine"] for r in rows] == ["dekm", "dec (not reached)", "none", "dekm"]
+    assert (rows[3]["manifold"], rows[3]["seed"]) == ("umap", 7)
