@@ -97,7 +97,8 @@ def register() -> None:
 
 
 # --- ranges ----------------------------------------------------------------------------
-def _int(v: Any) -> bool:
+def whole(v: Any) -> bool:
+    """An int: not a bool (true is 1 to Python), nor 28.0, nor "28"."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -106,7 +107,7 @@ def _num(v: Any) -> bool:
 
 
 def at_least(low: int) -> Callable[[Any], bool]:
-    return lambda v: _int(v) and v >= low
+    return lambda v: whole(v) and v >= low
 
 
 def positive(v: Any) -> bool:
@@ -156,6 +157,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                        "epoch and at its end) or global (every update_interval steps across "
                        "epochs)"),
     "refine.alpha": (positive, "a number > 0 (DEC's Student-t degrees of freedom)"),
+    "dataset.image_size": (at_least(1), "an integer >= 1 (pixels per side after resizing)"),
+    "dataset.channels": (lambda v: whole(v) and v in (1, 3), "1 (grey) or 3 (RGB)"),
+    "dataset.limit": (at_least(1), "an integer >= 1 (or null: every image)"),
     "manifold.every_n_epochs": (at_least(0), "an integer >= 0 (0: through the manifold only "
                                           "where refinement starts and at the last epoch)"),
 }  # fmt: skip

@@ -157,10 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         help="CSV file to write, or a folder to write predictions.csv in (default: stdout)",
     )
     args = parser.parse_args(argv)
-    if args.out != "-" and Path(args.out).expanduser().is_dir():
-        args.out = str(Path(args.out).expanduser() / "predictions.csv")
-    elif args.out != "-" and not Path(args.out).expanduser().parent.is_dir():
-        parser.error(f"--out {args.out}: its folder does not exist (create it first)")
+    if args.out != "-":
+        out = Path(args.out).expanduser()
+        if out.is_dir():
+            args.out = str(out / "predictions.csv")
+        elif not out.parent.is_dir():
+            parser.error(f"--out {args.out}: its folder does not exist (create it first)")
     try:
         predictor = Predictor(args.run_dir)
         images, files = predictor.read(collect_inputs(args.inputs))

@@ -66,6 +66,10 @@ def test_num_classes_override_reaches_the_dataset(compose):
         ("~clusterer.name", "the clusterer option has no `name:` key"),
         ("clusterer.n_init=0", "clusterer.n_init=0"),
         ("model.code_dim=0", "model.code_dim=0"),
+        ("dataset.limit=10.5", "dataset.limit=10.5"),
+        ("dataset.limit=true", "dataset.limit=True"),
+        ("dataset.image_size=28.0", "dataset.image_size=28.0"),
+        ("dataset.channels=3.0", "dataset.channels=3.0"),
     ],
 )
 def test_bad_values_fail_before_the_data_loads(compose, override, needle, tmp_path):

@@ -62,13 +62,13 @@ class ArrayDataModule(ImageDataModule):
             images = self._member(data, self.images_key, "images_key")
             if self.labels_key in data:
                 return images, self._member(data, self.labels_key, "labels_key")
-            others = [f for f in data.files if f != self.images_key]
             if self.labels_key not in (None, DEFAULT_LABELS_KEY):  # asked for, not there
                 raise DataError(
                     f"{self.path}: no array named {self.labels_key!r} for "
                     f"dataset.labels_key (it has {', '.join(data.files)}); name one of "
                     "them, or dataset.labels_key=null to run without labels"
                 )
+            others = [f for f in data.files if f != self.images_key]
             if others and self.labels_key is not None:
                 log.warning(
                     "%s: no array named %r, so this run has no labels to score it (the "
@@ -100,8 +100,8 @@ class ArrayDataModule(ImageDataModule):
                 f"{x.shape[1]}×{x.shape[2]} pixels; if it is one colour image, save it as "
                 f"a set of one: x[None] (shape {(1, *x.shape)})"
             )
-        if x.ndim == 2 and math.isqrt(x.shape[1]) ** 2 == x.shape[1] and x.shape[1] > 1:
-            side = math.isqrt(x.shape[1])
+        side = math.isqrt(x.shape[1]) if x.ndim == 2 else 0
+        if side > 1 and side * side == x.shape[1]:
             raise DataError(
                 f"{self.path}: shape {x.shape} holds flat rows, not images; if each row is "
                 f"a {side}×{side} image, save x.reshape(-1, {side}, {side})"

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from deepcluster.config import whole
 from deepcluster.errors import DataError
 
 
@@ -114,11 +115,6 @@ class IndexedImages(Dataset):
         return self.images[idx].float().div_(255.0), idx
 
 
-def _whole(value) -> bool:
-    """An int, not a bool (true is 1 to Python, never an image count) nor 28.0 nor "28"."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 class ImageDataModule(L.LightningDataModule):
     """Base class: subclasses implement load() → (images (N, C, H, W) uint8, labels (N,) int64
     or None when the data has no labels).
@@ -139,13 +135,13 @@ class ImageDataModule(L.LightningDataModule):
         device_resident: bool = True,
     ) -> None:
         super().__init__()
-        if batch_size != "auto" and (not _whole(batch_size) or batch_size < 1):
+        if batch_size != "auto" and (not whole(batch_size) or batch_size < 1):
             raise ValueError(f"data.batch_size={batch_size!r} must be an integer >= 1 or auto")
-        if not _whole(image_size) or image_size < 1:
+        if not whole(image_size) or image_size < 1:
             raise ValueError(f"dataset.image_size={image_size!r} must be a whole number >= 1")
-        if not _whole(channels) or channels not in (1, 3):
+        if not whole(channels) or channels not in (1, 3):
             raise ValueError(f"dataset.channels={channels!r} must be 1 (grey) or 3 (RGB)")
-        if limit is not None and (not _whole(limit) or limit < 1):
+        if limit is not None and (not whole(limit) or limit < 1):
             raise ValueError(
                 f"dataset.limit={limit!r} must be a whole number >= 1 (or null: every image)"
             )
