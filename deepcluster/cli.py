@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepcluster.config import register
 from deepcluster.errors import DeepClusterError
 from deepcluster.resume import run_key
-from deepcluster.run import output_dir, run
+from deepcluster.run import drop_refused_run_folder, output_dir, run
 from deepcluster.tracking import is_multirun
 
 log = logging.getLogger("deepcluster")
@@ -54,6 +54,7 @@ def _hydra_main(cfg: DictConfig) -> float:
             if not isinstance(exc, DeepClusterError):
                 raise  # a bug, not bad input: keep the traceback
             print(f"error: {exc}", file=sys.stderr, flush=True)
+            drop_refused_run_folder(cfg)
             sys.exit(2)
         # one bad job must not stop the sweep: leave a marker the report can read
         if isinstance(exc, DeepClusterError):

@@ -10,8 +10,9 @@ nodes: their keys are their class's constructor arguments, checked by the constr
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -172,6 +173,7 @@ def require(ok: bool, message: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Every check that needs no data: raises ConfigError naming the key, value and fix."""
+    _check_unknown_keys(cfg, Config)
     for group in NAMED_GROUPS:
         node = cfg.get(group)
         require(node is not None, f"no {group} chosen: add {group}=<option> (see conf/{group}/)")
@@ -185,8 +187,8 @@ def validate(cfg: DictConfig) -> None:
     require(
         k is not None,
         f"k is not set, and dataset={cfg.dataset.name} gives no number of classes before "
-        "its images are read: give k=<number of clusters> (e.g. the number of class "
-        "folders) or k=auto (chosen without labels)",
+        "its images are read: give k=<number of clusters> (e.g. the number of classes "
+        "you expect) or k=auto (chosen without labels)",
     )
     for key, (ok, want) in RULES.items():
         value = OmegaConf.select(cfg, key, default=None)
@@ -211,6 +213,26 @@ def validate(cfg: DictConfig) -> None:
         "checkpoint with ckpt_path=<run dir>/checkpoints/last.ckpt",
     )
     _check_accelerator(cfg)
+
+
+def _check_unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> None:
+    """`+kk=3` (the `+` Hydra suggests when a key is not in the config) adds a key no code
+    reads: the run would go ahead without it. Refused, with the nearest known key."""
+    known = [f.name for f in fields(schema)]
+    for key in node:
+        if prefix == "" and key == "hydra":
+            continue
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {prefix}{close[0]}? " if close else ""
+            value = OmegaConf.select(node, str(key), throw_on_missing=False)
+            raise ConfigError(
+                f"{prefix}{key}={value!r} is not a deepcluster setting, and nothing would read "
+                f"it: {hint}Drop it, or see `python -m deepcluster --cfg job` for every key"
+            )
+    for f in fields(schema):  # the nested schemas: refine, k_search, data, optim
+        if is_dataclass(f.default_factory) and isinstance(node.get(f.name), DictConfig):
+            _check_unknown_keys(node[f.name], f.default_factory, f"{prefix}{f.name}.")
 
 
 def _check_method_options(refine: DictConfig) -> None:

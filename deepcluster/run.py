@@ -150,14 +150,38 @@ def cluster_once(parts, epoch: int) -> None:
 
 def drop_unused_folder(out_dir: Path, finished: Path) -> None:
     """`ckpt_path=last` on a finished command trains nothing, but Hydra has already made
-    this run's timestamped folder (its .hydra/ and log): left there, it is an empty run
-    beside the finished one, and the newest folder a user opens. Removed when it holds
-    nothing else; a folder given with hydra.run.dir that is the finished run is kept."""
-    if out_dir.resolve() == finished.resolve():
-        return
-    made_by_hydra = all(p.name == ".hydra" or p.suffix == ".log" for p in out_dir.iterdir())
-    if made_by_hydra:
+    this run's timestamped folder: left there, it is an empty run beside the finished one,
+    and the newest folder a user opens. A folder given with hydra.run.dir that is the
+    finished run is kept."""
+    if out_dir.resolve() != finished.resolve():
+        drop_hydra_only_folder(out_dir)
+
+
+def drop_hydra_only_folder(out_dir: Path) -> None:
+    """Remove a run folder that holds only what Hydra wrote before our code ran (.hydra/ and
+    the log)."""
+    hydra_only = out_dir.is_dir() and all(
+        p.name == ".hydra" or p.suffix == ".log" for p in out_dir.iterdir()
+    )
+    if hydra_only:
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def drop_refused_run_folder(cfg: DictConfig) -> None:
+    """A refused command: the error is printed, and the timestamped folder Hydra made for it
+    under outputs/ would only be the newest, empty, run a user opens. So it goes, with its
+    outputs/<command>/ parent when that was its only run. A folder the user named
+    (hydra.run.dir, output_dir) is theirs and stays."""
+    hc = hydra_config()
+    if hc is None or cfg.get("output_dir"):
+        return
+    if any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra):
+        return
+    out_dir = output_dir(cfg)
+    drop_hydra_only_folder(out_dir)
+    parent = out_dir.parent
+    if not out_dir.exists() and parent.parent.name == "outputs" and not any(parent.iterdir()):
+        parent.rmdir()
 
 
 def warn_if_refinement_never_runs(cfg: DictConfig) -> None:

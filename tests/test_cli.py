@@ -73,6 +73,18 @@ def test_bad_input_exits_nonzero_before_training(tmp_path, args, needle):
     assert not (tmp_path / "checkpoints").exists()
 
 
+def test_a_refused_command_leaves_no_empty_run_folder(tmp_path):
+    """Hydra makes outputs/<command>/<time>/ before our checks run; the error is printed,
+    and the folder would only be the newest, empty, run a user opens."""
+    proc = run_cli("k=1", "logger=none", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "k=1 must be" in proc.stderr
+    assert [p for p in (tmp_path / "outputs").rglob("*")] == []
+    # a folder the user named stays, with Hydra's record of the refused command
+    named = tmp_path / "mine"
+    proc = run_cli("k=1", "logger=none", f"hydra.run.dir={named}", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and (named / ".hydra").is_dir()
+
+
 def test_missing_data_is_a_short_error(tmp_path):
     args = ["dataset=mnist", f"data.root={tmp_path}/none", "data.download=false", "logger=none"]
     proc = run_cli(*args, f"hydra.run.dir={tmp_path}", cwd=tmp_path, timeout=120)

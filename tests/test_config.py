@@ -137,6 +137,10 @@ def test_k_defaults_to_class_count(compose):
         ("k=ten", "k='ten'"),
         ("refine.target_scale=big", "refine.target_scale='big'"),
         ("refine.patience=-2", "refine.patience=-2"),
+        # `+key=…` (Hydra's hint for a key not in the config) would run with it unread
+        ("+kk=3", "kk=3 is not a deepcluster setting, and nothing would read it: did you mean k"),
+        ("+optim.peak=1", "optim.peak=1 is not a deepcluster setting"),
+        ("+refine.foo=1", "refine.foo=1 is not"),
     ],
 )
 def test_bad_values_name_the_key(compose, override, key):
