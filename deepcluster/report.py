@@ -4,7 +4,8 @@
 
 Every job folder (one holding `.hydra/overrides.yaml`) becomes a row: its overrides, its final
 ACC / NMI / ARI / purity from `metrics.json`, or `failed` (with the error from `failed.json`)
-or `incomplete` (no result: killed or still running). Writes `report.md`, `report.csv` and
+or `incomplete` (no result: killed or still running), or `unreadable` (a damaged record).
+The exit status is 1 when no job finished. Writes `report.md`, `report.csv` and
 `figures/{acc_vs_k,acc_vs_epoch,latent_maps}.png` into the folder (or --out), and logs the
 table and figures to W&B (offline unless WANDB_MODE=online) as a run of the sweep's group.
 """
@@ -62,8 +63,8 @@ def read_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "history": [],
     }
     metrics_file, failed_file = job_dir / "metrics.json", job_dir / "failed.json"
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
+    metrics, problem = _read_json(metrics_file)
+    if metrics is not None:
         row.update({key: metrics.get(key) for key in COLUMNS if key in metrics})
         row["history"] = metrics.get("history", [])
         row["status"] = "ok"
@@ -72,9 +73,13 @@ def read_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         method = metrics.get("refine_method")
         ran = any(h.get("phase") == "refine" for h in row["history"])
         row["refine"] = "none" if not method else method if ran else f"{method} (not reached)"
+    elif problem:  # one damaged file must not hide the rest of the sweep
+        row["status"] = "unreadable"
+        row["error"] = problem
     elif failed_file.is_file():
+        failed, problem = _read_json(failed_file)
         row["status"] = "failed"
-        row["error"] = json.loads(failed_file.read_text()).get("error", "")
+        row["error"] = (failed or {}).get("error", "") or problem
     else:
         row["status"] = "incomplete"
         row["error"] = "no metrics.json: the job was killed or is still running"
@@ -193,6 +198,19 @@ def log_to_wandb(rows: list[dict], figures: dict[str, Path], sweep_dir: Path) ->
         wandb.finish()
 
 
+def _read_json(path: Path) -> tuple[dict | None, str]:
+    """(content, "") or (None, what is wrong with it); (None, "") when there is no file."""
+    if not path.is_file():
+        return None, ""
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"{path.name} cannot be read ({exc}); rerun the job or delete the file"
+    if not isinstance(content, dict):
+        return None, f"{path.name} holds a {type(content).__name__}, not deepcluster's record"
+    return content, ""
+
+
 def build_report(sweep_dir: Path, out_dir: Path | None = None, use_wandb: bool = True) -> dict:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
@@ -249,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             else ""
         )
     )
+    if n_ok == 0:
+        print("error: no job of the sweep finished; see the error column", file=sys.stderr)
+        return 1
     return 0
 
 

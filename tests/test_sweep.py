@@ -210,3 +210,23 @@ def test_report_names_the_refinement_and_whether_it_ran(tmp_path):
     rows = report.build_report(tmp_path, use_wandb=False)["rows"]
     assert [r["refine"] for r in rows] == ["dekm", "dec (not reached)", "none", "dekm"]
     assert (rows[3]["manifold"], rows[3]["seed"]) == ("umap", 7)
+
+
+def test_a_damaged_record_is_a_row_not_a_crash_and_no_finished_job_is_an_error(tmp_path, capsys):
+    """A metrics.json cut short (a full disk, a killed copy) stopped the whole report with a
+    JSONDecodeError; a sweep with no finished job reported "0/N jobs ok" and exited 0."""
+    from deepcluster import report
+
+    fake_job(tmp_path, "0", ["k=3"], {"k": 3, "acc": 0.5})
+    fake_job(tmp_path, "1", ["k=4"])
+    (tmp_path / "1" / "metrics.json").write_text('{"k": 4, "acc": 0.')
+    fake_job(tmp_path, "2", ["k=5"])
+    (tmp_path / "2" / "failed.json").write_text("[1, 2]")
+    rows = report.build_report(tmp_path, use_wandb=False)["rows"]
+    assert [r["status"] for r in rows] == ["ok", "unreadable", "failed"]
+    assert "metrics.json cannot be read" in rows[1]["error"]
+    assert "failed.json holds a list" in rows[2]["error"]
+    assert report.main([str(tmp_path), "--no-wandb"]) == 0
+    (tmp_path / "0" / "metrics.json").unlink()
+    assert report.main([str(tmp_path), "--no-wandb"]) == 1
+    assert "no job of the sweep finished" in capsys.readouterr().err
