@@ -47,6 +47,23 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
     return files
 
 
+def _refuse_a_folder_of_runs(folder: Path) -> None:
+    """A sweep folder (multirun/<date>/<time>) or one command's folder (outputs/<command>)
+    holds runs, not one: name those that finished, so the user can pick."""
+    finished = sorted(
+        (p.parent for p in folder.glob("*/metrics.json") if (p.parent / "config.yaml").is_file()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if finished:
+        names = ", ".join(p.name for p in finished[-5:])
+        more = f" (the newest 5 of {len(finished)})" if len(finished) > 5 else ""
+        raise PredictError(
+            f"{folder} holds {len(finished)} finished run(s), not one run: give one of them, "
+            f"e.g. {finished[-1]} (finished: {names}{more}; a sweep's table: "
+            f"python -m deepcluster.report {folder})"
+        )
+
+
 class Predictor:
     """A finished run, loaded: encoder, clusterer (and manifold), preprocessing."""
 
@@ -68,6 +85,8 @@ class Predictor:
             error = json.loads((self.run_dir / "failed.json").read_text()).get("error", "?")
             raise PredictError(f"{self.run_dir} is a sweep job that failed: {error}")
         config, state = self.run_dir / "config.yaml", self.run_dir / "clusterer.joblib"
+        if not config.is_file():
+            _refuse_a_folder_of_runs(self.run_dir)
         for needed in (config, state):
             if not needed.is_file():
                 raise PredictError(

@@ -163,6 +163,12 @@ def test_folder_run_then_predict_reproduces_its_clusters(
     for row in predicted:
         rel = str(__import__("pathlib").Path(row["path"]).relative_to(labelled_folder))
         assert int(row["cluster"]) == runs[rel], rel
+    # the folder above the run (a sweep's, or one command's runs): the finished runs are named
+    capsys.readouterr()
+    assert predict.main([str(tmp_path), str(labelled_folder)]) == 2
+    assert f"holds 1 finished run(s), not one run: give one of them, e.g. {out}" in (
+        capsys.readouterr().err
+    )
 
 
 def test_predict_errors_are_short(tmp_path, capsys):
