@@ -184,6 +184,27 @@ def drop_refused_run_folder(cfg: DictConfig) -> None:
         parent.rmdir()
 
 
+def warn_about_k_search(k_search: DictConfig, n: int) -> None:
+    """k=auto tries every k in [k_search.min, k_search.max], one clustering each, at every
+    update: a max above what N allows is cut (say so), and many candidates are slow."""
+    top = min(k_search.max, n - 1)
+    if k_search.max > top:
+        log.warning(
+            "k_search.max=%d: %d images allow k up to %d; the search stops there",
+            k_search.max,
+            n,
+            top,
+        )
+    if top - k_search.min + 1 > 30:
+        log.warning(
+            "k=auto will cluster the codes %d times (k = %d … %d) at every update; a narrower "
+            "k_search.max makes each update faster",
+            top - k_search.min + 1,
+            k_search.min,
+            top,
+        )
+
+
 def warn_if_refinement_never_runs(cfg: DictConfig) -> None:
     """refine=dekm/dec with trainer.max_epochs <= pretrain_epochs trains no refinement epoch:
     legal (a pretraining cut short), but easy to do by mistake (the digits default
@@ -339,6 +360,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"k_search.min={cfg.k_search.min} is not smaller than the number of images "
                 f"({n}); use k_search.min <= {n - 1}",
             )
+            warn_about_k_search(cfg.k_search, n)
         if trainer.is_global_zero:  # only now: a run refused above leaves the earlier one be
             plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt)
             OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds

@@ -233,6 +233,18 @@ def test_k_auto_on_digits_reports_its_choice(compose, tmp_path):
     assert (tmp_path / "figures" / "k_search.png").is_file()
 
 
+def test_k_auto_says_when_the_search_is_cut_or_long(compose, tmp_path, caplog):
+    """k_search.max above what N allows was cut silently, and 100 candidates gave no hint."""
+    run(compose("dataset=synthetic", "dataset.n=24", "k=auto", "k_search.max=40", *QUICK,
+                "plots=false", f"output_dir={tmp_path}"))  # fmt: skip
+    assert "k_search.max=40: 24 images allow k up to 23; the search stops there" in caplog.text
+    assert "will cluster the codes" not in caplog.text  # 22 candidates: not many
+    caplog.clear()
+    run(compose("dataset=synthetic", "dataset.n=64", "k=auto", "k_search.max=40", *QUICK,
+                "plots=false", f"output_dir={tmp_path / 'many'}"))  # fmt: skip
+    assert "k=auto will cluster the codes 39 times (k = 2 … 40) at every update" in caplog.text
+
+
 def test_k_auto_choice_survives_a_resume(compose, tmp_path):
     """k chosen at the end of pretraining, then refined: a run killed before its results and
     resumed (nothing left to train, no new choice) keeps k_chosen, k_search and the figure."""
