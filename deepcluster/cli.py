@@ -1,5 +1,8 @@
 """Command line: `deepcluster k=10 activation=sigmoid` (Hydra) → run(cfg) → metrics.
 
+Exit status: 0 done; 2 the command was refused (bad input, by Hydra or by our checks), nothing
+trained; 1 a crash, or a sweep with failed jobs.
+
 What a sweep's optimiser sees: the final silhouette of the clustering (label-free, higher is
 better; `direction: maximize` for Optuna), or NaN for a failed job, which Optuna and
 Nevergrad record as a failed trial. Never an accuracy: labels only score.
@@ -45,8 +48,13 @@ def objective(metrics: dict) -> float:
     return float("nan") if value is None else float(value)
 
 
+_composed = False  # Hydra composed a config and our code ran (for the exit status)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
+    global _composed
+    _composed = True
     try:
         return objective(run(cfg))
     except Exception as exc:
@@ -150,7 +158,14 @@ def main() -> None:
         print(f"error: {problem}.", file=sys.stderr)
         sys.exit(2)
     SweepSummary.failed = []
-    _hydra_main()
+    try:
+        _hydra_main()
+    except SystemExit as exc:
+        # Hydra refuses a command it cannot compose (dataset=cifar99, kk=3) with status 1, as
+        # it ends a crash; a refused command is status 2 here, whoever refused it
+        if exc.code == 1 and not _composed:
+            sys.exit(2)
+        raise
     if SweepSummary.failed:
         sys.exit(1)
 
