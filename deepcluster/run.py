@@ -184,6 +184,24 @@ def drop_refused_run_folder(cfg: DictConfig) -> None:
         parent.rmdir()
 
 
+def check_sizes(cfg: DictConfig, n: int) -> None:
+    """What the number of images N allows: k (or k_search.min) below N."""
+    require(n >= 3, f"{cfg.dataset.name} has {n} images: clustering needs at least 3")
+    if cfg.k != "auto":
+        # the label-free scores (silhouette) need a cluster with two images or more
+        require(
+            cfg.k < n,
+            f"k={cfg.k} is not smaller than the number of images ({n}); use k <= {n - 1}",
+        )
+    else:  # checked now, not after the first epoch trained
+        require(
+            cfg.k_search.min < n,
+            f"k_search.min={cfg.k_search.min} is not smaller than the number of images "
+            f"({n}); use k_search.min <= {n - 1}",
+        )
+        warn_about_k_search(cfg.k_search, n)
+
+
 def warn_about_k_search(k_search: DictConfig, n: int) -> None:
     """k=auto tries every k in [k_search.min, k_search.max], one clustering each, at every
     update: a max above what N allows is cut (say so), and many candidates are slow."""
@@ -341,26 +359,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         save_last="link",
         save_top_k=1,
     )
+    # the data loads before the loggers exist: a refused dataset (missing files, too few
+    # images for k) leaves no csv/ folder and no failed W&B run behind its error
+    dm = parts.datamodule.prepare()
+    check_sizes(cfg, dm.num_samples)
     loggers = make_loggers(cfg, out_dir)
     succeeded = False
     try:
         trainer = build_trainer(cfg, [parts.callback, checkpoint], loggers, out_dir)
-        dm = parts.datamodule.prepare()  # loads now: bad data fails before any training
         n = dm.num_samples
-        require(n >= 3, f"{cfg.dataset.name} has {n} images: clustering needs at least 3")
-        if cfg.k != "auto":
-            # the label-free scores (silhouette) need a cluster with two images or more
-            require(
-                cfg.k < n,
-                f"k={cfg.k} is not smaller than the number of images ({n}); use k <= {n - 1}",
-            )
-        else:  # checked now, not after the first epoch trained
-            require(
-                cfg.k_search.min < n,
-                f"k_search.min={cfg.k_search.min} is not smaller than the number of images "
-                f"({n}); use k_search.min <= {n - 1}",
-            )
-            warn_about_k_search(cfg.k_search, n)
         if trainer.is_global_zero:  # only now: a run refused above leaves the earlier one be
             plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt)
             OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds

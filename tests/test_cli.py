@@ -93,6 +93,16 @@ def test_missing_data_is_a_short_error(tmp_path):
     assert f"{tmp_path}/none" in proc.stderr and "dataset=digits" in proc.stderr
 
 
+def test_missing_data_leaves_no_run_folder_and_no_wandb_run(tmp_path):
+    """The data loads before the loggers are made: a refused dataset leaves neither a csv/
+    folder nor a failed offline W&B run under outputs/."""
+    args = ["dataset=mnist", f"data.root={tmp_path}/none", "data.download=false"]
+    proc = run_cli(*args, cwd=tmp_path, timeout=120)  # the default logger: W&B offline + csv
+    assert proc.returncode == 2 and f"{tmp_path}/none" in proc.stderr
+    assert list((tmp_path / "outputs").rglob("*")) == []
+    assert not (tmp_path / "wandb").exists()
+
+
 def test_unknown_option_uses_hydras_message(tmp_path):
     proc = run_cli("dataset=cifar99", f"hydra.run.dir={tmp_path}", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2  # refused, as our own checks refuse (Hydra's own status: 1)
