@@ -362,12 +362,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # the data loads before the loggers exist: a refused dataset (missing files, too few
     # images for k) leaves no csv/ folder and no failed W&B run behind its error
     dm = parts.datamodule.prepare()
-    check_sizes(cfg, dm.num_samples)
+    n = dm.num_samples
+    check_sizes(cfg, n)
     loggers = make_loggers(cfg, out_dir)
     succeeded = False
     try:
         trainer = build_trainer(cfg, [parts.callback, checkpoint], loggers, out_dir)
-        n = dm.num_samples
         if trainer.is_global_zero:  # only now: a run refused above leaves the earlier one be
             plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt)
             OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds
