@@ -133,8 +133,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (at_least(0), "an integer >= 0"),
     "pretrain_epochs": (at_least(0), "an integer >= 0 (reconstruction epochs before refinement)"),
     "cluster_every_n_epochs": (at_least(1), "an integer >= 1"),
-    "trainer.max_epochs": (at_least(0), "an integer >= 0 (0: cluster a trained model given by "
-                                        "ckpt_path, no training)"),
+    "trainer.max_epochs": (at_least(0), "an integer >= 0 (the schedule counts epochs; 0: "
+                                        "cluster a trained model given by ckpt_path)"),
     "data.batch_size": (lambda v: v == "auto" or at_least(1)(v),
                         "an integer >= 1, or auto (256, halved until an epoch has >= 32 steps)"),
     "optim.lr": (positive, "a number > 0"),
@@ -166,6 +166,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }  # fmt: skip
 
 
+# keys that are never null: the schedule counts epochs (pretraining, refinement, cadences), so
+# trainer.max_epochs=null (Lightning's "stop by max_steps") has no meaning here
+REQUIRED = ("k", "trainer.max_epochs")
+
+
 def require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
@@ -192,7 +197,7 @@ def validate(cfg: DictConfig) -> None:
     )
     for key, (ok, want) in RULES.items():
         value = OmegaConf.select(cfg, key, default=None)
-        if value is None and key != "k":
+        if value is None and key not in REQUIRED:
             continue  # an optional node that is absent (e.g. manifold=none)
         require(ok(value), f"{key}={value!r} must be {want}")
     require(

@@ -133,6 +133,8 @@ def test_k_defaults_to_class_count(compose):
         ("data.batch_size=0", "data.batch_size=0"),
         ("pretrain_epochs=-1", "pretrain_epochs=-1"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0"),
+        # Lightning's "stop by max_steps" setting: the schedule counts epochs
+        ("trainer.max_epochs=null", "trainer.max_epochs=None must be an integer >= 0"),
         ("activation.name=swish9", "activation.name='swish9'"),
         ("k=ten", "k='ten'"),
         ("refine.target_scale=big", "refine.target_scale='big'"),
