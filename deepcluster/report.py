@@ -98,6 +98,8 @@ def read_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
             }
             for key, path in keys.items():
                 row[key] = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
+            if not OmegaConf.select(cfg, "refine.enabled", default=True):
+                row["refine"] = "none"  # refine=none keeps the schema's method, unused
             if row["k"] == "auto":  # chosen at run time: unknown without a result
                 row["k"] = None
     return row

@@ -205,10 +205,14 @@ def test_report_names_the_refinement_and_whether_it_ran(tmp_path):
     fake_job(tmp_path, "2", ["refine=none"], {"k": 3, "acc": 0.3, "refine_method": None})
     fake_job(tmp_path, "3", ["refine=dekm", "seed=7"])  # killed: from its config
     config = json.loads((tmp_path / "3" / ".hydra" / "config.yaml").read_text())
-    config.update(refine={"method": "dekm"}, manifold={"name": "umap"}, seed=7)
+    config.update(refine={"method": "dekm", "enabled": True}, manifold={"name": "umap"}, seed=7)
     (tmp_path / "3" / ".hydra" / "config.yaml").write_text(json.dumps(config))
+    # a killed refine=none job: its composed config keeps the schema's method (dekm), unused
+    fake_job(tmp_path, "4", ["refine=none"])
+    config.update(refine={"method": "dekm", "enabled": False})
+    (tmp_path / "4" / ".hydra" / "config.yaml").write_text(json.dumps(config))
     rows = report.build_report(tmp_path, use_wandb=False)["rows"]
-    assert [r["refine"] for r in rows] == ["dekm", "dec (not reached)", "none", "dekm"]
+    assert [r["refine"] for r in rows] == ["dekm", "dec (not reached)", "none", "dekm", "none"]
     assert (rows[3]["manifold"], rows[3]["seed"]) == ("umap", 7)
 
 
