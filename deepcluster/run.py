@@ -30,16 +30,24 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(hc.runtime.output_dir if hc is not None else Path.cwd()).resolve()
 
 
-def check_writable(out_dir: Path) -> None:
+def check_writable(out_dir: Path, cfg: DictConfig) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".write_test_{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
+        # the key that chose this folder: output_dir= wins over Hydra's run or sweep folder
+        key = (
+            "output_dir"
+            if cfg.get("output_dir")
+            else "hydra.sweep.dir"
+            if is_multirun()
+            else "hydra.run.dir"
+        )
         raise ConfigError(
             f"cannot write to the output directory {out_dir} ({exc.strerror}). "
-            "Choose another with hydra.run.dir=<path>."
+            f"Choose another with {key}=<path>."
         ) from None
 
 
@@ -334,7 +342,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     quiet_libraries()
     validate(cfg)
     out_dir = output_dir(cfg)
-    check_writable(out_dir)
+    check_writable(out_dir, cfg)
     plan = _resume_plan(cfg, out_dir)
     if plan.finished is not None:
         metrics = json.loads((plan.finished / "metrics.json").read_text())

@@ -420,3 +420,17 @@ def test_clusters_of_one_or_two_images_are_named(caplog):
     caplog.clear()
     warn_about_cluster_sizes(np.array([0] * 60 + [1] * 60), 2, paths)
     assert caplog.text == ""
+
+
+def test_an_unwritable_output_folder_names_the_key_that_chose_it(tmp_path):
+    """The error advised hydra.run.dir=<path> even when output_dir= had chosen the folder
+    (output_dir wins, so the advice changed nothing)."""
+    from deepcluster.run import check_writable
+
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    cfg = OmegaConf.create({"output_dir": str(blocked / "run")})
+    with pytest.raises(ConfigError, match=r"Choose another with output_dir=<path>"):
+        check_writable(blocked / "run", cfg)
+    with pytest.raises(ConfigError, match=r"Choose another with hydra\.run\.dir=<path>"):
+        check_writable(blocked / "run", OmegaConf.create({"output_dir": None}))
