@@ -116,6 +116,18 @@ def cluster_only(cfg: DictConfig, ckpt_path: str, parts, out_dir: Path) -> None:
     parts.callback.schedule.stop_reason = f"cluster_only: {ckpt_path}"
 
 
+def keep_weights(ckpt_path: str, ckpt_dir: Path) -> None:
+    """A finished checkpoint continued into a new folder trains nothing, so Lightning writes
+    no checkpoint there: copy the weights the results came from, which deepcluster-predict
+    reads as the folder's own checkpoints/last.ckpt."""
+    import shutil
+
+    own = ckpt_dir / "last.ckpt"
+    if not own.exists():
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(ckpt_path).resolve(), own)
+
+
 # the keys that give the model its shape, as a user sets them (model.* from the dataset's)
 SHAPING = {"in_channels": "dataset.channels", "image_size": "dataset.image_size", "name": "model"}
 
@@ -412,6 +424,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 log.info("checkpoint %s had finished training: its results only", plan.ckpt)
                 last = max(trainer.current_epoch - 1, 0)  # the last epoch trained
                 parts.callback.redo_last_update(Standalone(dm, last), parts.module)
+                keep_weights(plan.ckpt, ckpt_dir)
         callback = parts.callback
         if not any("k" in h for h in callback.history):
             raise DeepClusterError("training ended before the first clustering: no results")

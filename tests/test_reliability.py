@@ -159,6 +159,24 @@ def test_a_run_killed_after_its_last_epoch_resumes_to_the_same_result(reference_
     assert "had finished training" in resumed.stderr + resumed.stdout
     assert (killed / "metrics.json").read_text() == (reference / "metrics.json").read_text()
     assert (killed / "predictions.csv").read_bytes() == (reference / "predictions.csv").read_bytes()
+    # continued into a new folder (ckpt_path=last picks a sibling's checkpoint, the run gets
+    # its own folder): Lightning writes no checkpoint there, yet predict needs the weights
+    elsewhere = tmp_path / "elsewhere"
+    resumed = subprocess.run(
+        _cmd(f"hydra.run.dir={elsewhere}", f"ckpt_path={killed}/checkpoints/last.ckpt"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    from deepcluster.predict import Predictor
+
+    weights = Predictor(elsewhere).weights_file()
+    assert weights == elsewhere / "checkpoints" / "last.ckpt" and weights.is_file()
+    assert (elsewhere / "predictions.csv").read_bytes() == (
+        reference / "predictions.csv"
+    ).read_bytes()
 
 
 def test_checkpoint_loads_weights_only(reference_runs):
