@@ -51,6 +51,19 @@ def test_rejects_bad_ranges(kwargs):
         Affine(**kwargs)
 
 
+def test_border_padding_keeps_a_light_background_light():
+    """zeros padding shifts black bands into a white image; border repeats its edge."""
+    white = torch.ones(8, 1, 28, 28)
+    shifted = Affine(max_shift=0.2, max_rotation=20)(white, step=1)
+    assert float(shifted.min()) < 0.5  # black moved in
+    kept = Affine(max_shift=0.2, max_rotation=20, padding="border")(white, step=1)
+    torch.testing.assert_close(kept, white)
+    x = batch()  # a dark background: both paddings give the same image
+    torch.testing.assert_close(Affine(padding="border")(x, 2), Affine()(x, 2))
+    with pytest.raises(ValueError, match="augment.padding='white' must be one of zeros, border"):
+        Affine(padding="white")
+
+
 def test_embedding_for_clustering_is_never_augmented():
     images = (batch() * 255).to(torch.uint8)
     plain = DeepClusterModule(CAE())

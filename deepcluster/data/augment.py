@@ -13,12 +13,17 @@ import math
 import torch
 import torch.nn.functional as F
 
+PADDINGS = ("zeros", "border")
+
 
 class Affine:
     """x (B, C, H, W) float in [0, 1], step → augmented x, same shape and range.
 
     max_shift: largest shift as a fraction of the image side; max_rotation: degrees;
     scale: (low, high) zoom factors (1, 1: none). Each image draws its own, uniformly.
+    padding: what fills the pixels moved in from outside the image: zeros (black: MNIST's
+    background, the measured runs) or border (the edge pixels repeated: light or photographic
+    backgrounds, where black bands would be a feature the codes learn).
     """
 
     def __init__(
@@ -27,6 +32,7 @@ class Affine:
         max_rotation: float = 10.0,
         scale: tuple[float, float] = (1.0, 1.0),
         seed: int = 0,
+        padding: str = "zeros",
     ) -> None:
         if isinstance(scale, (str, bytes)) or not hasattr(scale, "__len__") or len(scale) != 2:
             raise ValueError(
@@ -42,7 +48,12 @@ class Affine:
             raise ValueError(
                 f"augment.scale={list(scale)} must be [low, high] with 0 < low <= high"
             )
-        self.max_shift, self.max_rotation = max_shift, max_rotation
+        if padding not in PADDINGS:
+            raise ValueError(
+                f"augment.padding={padding!r} must be one of {', '.join(PADDINGS)} (zeros: black, "
+                "for dark backgrounds; border: the edge pixels repeated, for light ones)"
+            )
+        self.max_shift, self.max_rotation, self.padding = max_shift, max_rotation, padding
         self.scale, self.seed = (low, high), seed
 
     def params(self, batch: int, step: int) -> torch.Tensor:
@@ -61,4 +72,6 @@ class Affine:
     def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
         theta = self.params(len(x), step).to(device=x.device, dtype=x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return F.grid_sample(
+            x, grid, mode="bilinear", padding_mode=self.padding, align_corners=False
+        )
