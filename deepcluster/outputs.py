@@ -86,6 +86,9 @@ def final_metrics(cfg: DictConfig, callback, datamodule, baseline: dict | None) 
             "clusterer": cfg.clusterer.name,
             "objective_name": getattr(callback.clusterer, "objective_name", None),
             "manifold": cfg.manifold.name,
+            # where silhouette, Calinski-Harabasz and Davies-Bouldin were computed: the
+            # manifold's embedding when the last update went through it, else the codes
+            "scores_space": cfg.manifold.name if final.get("manifold") else "codes",
             "activation": cfg.activation.name,
             "model": cfg.model.name,
             "refine": bool(cfg.refine.enabled),

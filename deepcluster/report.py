@@ -66,6 +66,7 @@ def read_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     metrics, problem = _read_json(metrics_file)
     if metrics is not None:
         row.update({key: metrics.get(key) for key in COLUMNS if key in metrics})
+        row["scores_space"] = metrics.get("scores_space")
         row["history"] = metrics.get("history", [])
         row["status"] = "ok"
         # which refinement, and whether it ran (a schedule that ends inside the pretraining
@@ -125,6 +126,13 @@ def write_tables(rows: list[dict], out_dir: Path, common: list[str]) -> tuple[Pa
     lines = [f"Sweep of {len(rows)} jobs; common to all: `{' '.join(common) or '(nothing)'}`", ""]
     lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in shown) + " |" for r in rows]
+    spaces = sorted({r["scores_space"] for r in rows if r.get("scores_space")})
+    if len(spaces) > 1:  # UMAP's embedding packs clusters: its silhouettes run higher
+        lines += [
+            "",
+            f"The silhouettes were computed in different spaces ({', '.join(spaces)}: "
+            "`scores_space` in each metrics.json); compare them only within one space.",
+        ]
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         lines += ["", "Jobs without a result:", ""]

@@ -28,6 +28,8 @@ def test_digits_end_to_end_reaches_floor(digits_run):
     for key in ("acc", "nmi", "ari", "purity", "k", "dataset", "clusterer", "activation", "seed"):
         assert key in metrics
     assert metrics["dataset"] == "digits" and metrics["k"] == 10
+    # UMAP started the refinement; the refinement's last update clustered the codes
+    assert metrics["manifold"] == "umap_start" and metrics["scores_space"] == "codes"
     history = metrics["history"]
     assert [h["epoch"] for h in history] == list(range(len(history)))
     assert {"epoch", "acc", "nmi", "loss", "changed", "phase"} <= set(history[0])

@@ -216,6 +216,23 @@ def test_report_names_the_refinement_and_whether_it_ran(tmp_path):
     assert (rows[3]["manifold"], rows[3]["seed"]) == ("umap", 7)
 
 
+def test_report_says_when_silhouettes_come_from_different_spaces(tmp_path):
+    """`-m manifold=none,umap refine=none`: UMAP's packed embedding scores higher silhouettes
+    than the codes do, whatever the clusters; the report says the column mixes spaces."""
+    from deepcluster import report
+
+    fake_job(tmp_path, "0", ["manifold=none"], {"k": 3, "silhouette": 0.3, "scores_space": "codes"})
+    fake_job(tmp_path, "1", ["manifold=umap"], {"k": 3, "silhouette": 0.8, "scores_space": "umap"})
+    note = "computed in different spaces (codes, umap"
+    assert note in report.build_report(tmp_path, use_wandb=False)["markdown"].read_text()
+    one = tmp_path / "one_space"
+    fake_job(one, "0", ["seed=0"], {"k": 3, "silhouette": 0.3, "scores_space": "codes"})
+    fake_job(one, "1", ["seed=1"], {"k": 3, "silhouette": 0.4, "scores_space": "codes"})
+    assert (
+        "different spaces" not in report.build_report(one, use_wandb=False)["markdown"].read_text()
+    )
+
+
 def test_a_damaged_record_is_a_row_not_a_crash_and_no_finished_job_is_an_error(tmp_path, capsys):
     """A metrics.json cut short (a full disk, a killed copy) stopped the whole report with a
     JSONDecodeError; a sweep with no finished job reported "0/N jobs ok" and exited 0."""
