@@ -61,6 +61,14 @@ def pixel_baseline(images, labels: np.ndarray | None, k: int, seed: int) -> dict
     return out
 
 
+def objective_name(cfg: DictConfig, callback, final: dict) -> str | None:
+    """What the final `objective` measures: DEC's refinement updates assign to its learned
+    centres and score the within-cluster sum of squares, whatever clusterer started it."""
+    if final.get("phase") == "refine" and cfg.refine.enabled and cfg.refine.method == "dec":
+        return "within_ss"
+    return getattr(callback.clusterer, "objective_name", None)
+
+
 def final_metrics(cfg: DictConfig, callback, datamodule, baseline: dict | None) -> dict[str, Any]:
     final = [h for h in callback.history if "k" in h][-1]
     metrics: dict[str, Any] = {
@@ -84,7 +92,7 @@ def final_metrics(cfg: DictConfig, callback, datamodule, baseline: dict | None) 
             "n": int(len(callback.labels)),
             "labelled": datamodule.labels is not None,
             "clusterer": cfg.clusterer.name,
-            "objective_name": getattr(callback.clusterer, "objective_name", None),
+            "objective_name": objective_name(cfg, callback, final),
             "manifold": cfg.manifold.name,
             # where silhouette, Calinski-Harabasz and Davies-Bouldin were computed: the
             # manifold's embedding when the last update went through it, else the codes
