@@ -97,6 +97,9 @@ def confusion(
     from scipy.optimize import linear_sum_assignment
 
     table = contingency_matrix(y_true, y_pred)  # (C, k)
+    # its rows and columns are the ids present, in order: an empty cluster (a GMM component
+    # or DEC centre with no image) or a class left out by dataset.limit has none
+    classes, clusters = np.unique(y_true), np.unique(y_pred)
     rows, cols = linear_sum_assignment(table, maximize=True)
     matched = [c for _, c in sorted(zip(rows, cols))]
     order = matched + [c for c in range(table.shape[1]) if c not in matched]
@@ -117,11 +120,11 @@ def confusion(
             )
     ax.set_xlabel("cluster (ordered by matched class)")
     ax.set_ylabel("class")
-    ax.set_xticks(range(table.shape[1]), [str(c) for c in order])
-    if class_names is not None and len(class_names) == table.shape[0]:
-        ax.set_yticks(range(table.shape[0]), list(class_names))
+    ax.set_xticks(range(table.shape[1]), [str(clusters[c]) for c in order])
+    if class_names is not None and len(class_names) > int(classes.max()):
+        ax.set_yticks(range(len(classes)), [str(class_names[c]) for c in classes])
     else:
-        ax.set_yticks(range(table.shape[0]))
+        ax.set_yticks(range(len(classes)), [str(c) for c in classes])
     ax.set_title(title or "classes × clusters")
     return _save(fig, path)
 

@@ -21,6 +21,19 @@ def test_confusion_rows_carry_the_class_folders_names(kept, tmp_path):
     assert [t.get_text() for t in ax.get_yticklabels()] == ["cats", "dogs", "owls"]
 
 
+def test_confusion_names_the_clusters_and_classes_present(kept, tmp_path):
+    """Cluster 1 empty and class 1 absent: the columns are clusters 0, 2, 3 (they were
+    labelled by position, 0, 1, 2, so cluster 2's column read "1") and the rows classes 0, 2."""
+    y = np.array([0, 0, 2, 2, 2, 0])
+    pred = np.array([0, 0, 2, 2, 3, 3])
+    plots.confusion(y, pred, tmp_path / "c.png", class_names=["cats", "dogs", "owls"])
+    ax = kept[0].axes[0]
+    assert sorted(t.get_text() for t in ax.get_xticklabels()) == ["0", "2", "3"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cats", "owls"]
+    plots.confusion(y, pred, tmp_path / "d.png")
+    assert [t.get_text() for t in kept[1].axes[0].get_yticklabels()] == ["0", "2"]
+
+
 def test_acc_vs_k_bars_show_the_seed_count_and_spread(kept, tmp_path):
     """Three seeds of relu at k=10, one of sigmoid: each bar says how many seeds it averages,
     with their sd as the error bar (a one-seed bar has none)."""
