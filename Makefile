@@ -63,5 +63,7 @@ report: setup
 wheel: setup
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
 
+# the environment and build files only: runs (outputs/, multirun/, results/runs/) are results,
+# some of them hours of training; remove those by hand
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache dist build
+	rm -rf $(VENV) .pytest_cache dist build
