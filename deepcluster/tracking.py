@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,17 @@ NOT_RESULT = (
     "output_dir=",
     "run_name=",
 )
-SECRET_WORDS = ("key", "token", "secret", "password")
+SECRET_WORDS = ("token", "secret", "password", "passwd", "credential", "apikey")
+KEY_KINDS = ("api", "access", "private", "auth", "wandb")  # api_key, access_key, …
+
+
+def looks_secret(name: str) -> bool:
+    """A config key that may hold a secret (hidden in W&B and CSV hparams): not every key
+    ending in "key" (dataset.images_key names an array, and must show)."""
+    words = re.split(r"[^a-z0-9]+", str(name).lower())
+    if any(w in str(name).lower() for w in SECRET_WORDS):
+        return True
+    return words[-1] == "key" and (len(words) == 1 or words[-2] in KEY_KINDS)
 
 
 def hydra_config():
@@ -61,10 +72,7 @@ def public_config(cfg: DictConfig) -> dict:
 
     def scrub(node: Any) -> Any:
         if isinstance(node, dict):
-            return {
-                k: "***" if any(s in str(k).lower() for s in SECRET_WORDS) else scrub(v)
-                for k, v in node.items()
-            }
+            return {k: "***" if looks_secret(k) else scrub(v) for k, v in node.items()}
         if isinstance(node, list):
             return [scrub(v) for v in node]
         return node

@@ -251,3 +251,20 @@ def test_a_damaged_record_is_a_row_not_a_crash_and_no_finished_job_is_an_error(t
     (tmp_path / "0" / "metrics.json").unlink()
     assert report.main([str(tmp_path), "--no-wandb"]) == 1
     assert "no job of the sweep finished" in capsys.readouterr().err
+
+
+def test_secrets_are_hidden_in_logged_hparams_but_data_keys_show():
+    """Every key with "key" in its name was logged as *** (dataset.images_key, labels_key)."""
+    from omegaconf import OmegaConf
+
+    from deepcluster.tracking import public_config
+
+    cfg = OmegaConf.create(
+        {
+            "dataset": {"images_key": "x_train", "labels_key": "y_train", "monkey": 1},
+            "logger": {"api_key": "abc", "key": "abc", "WANDB_API_KEY": "abc", "token": "t"},
+        }
+    )
+    public = public_config(cfg)
+    assert public["dataset"] == {"images_key": "x_train", "labels_key": "y_train", "monkey": 1}
+    assert set(public["logger"].values()) == {"***"}
