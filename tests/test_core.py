@@ -334,6 +334,16 @@ def test_kmeans_backend_is_chosen_by_the_config_not_the_machine():
     assert KMeans().backend == "sklearn"
 
 
+def test_torch_kmeans_stays_on_the_cpu_when_told_even_beside_a_gpu(monkeypatch):
+    """backend=torch ran on the GPU whenever there was one (CUDA's random stream: other labels
+    for the same config and seed); clusterer.device=cpu keeps it where it is asked."""
+    x = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert KMeans(backend="torch", device="cpu")(x, 3).extra["backend"] == "torch:cpu"
+    with pytest.raises(ValueError, match="clusterer.device='gpu' must be one of auto, cpu, cuda"):
+        KMeans(backend="torch", device="gpu")
+
+
 # 7. DDP: no buffer broadcast, no unused-parameter search, errors reach every rank -------
 def test_refinement_state_is_not_a_ddp_buffer():
     module = DeepClusterModule(CAE())

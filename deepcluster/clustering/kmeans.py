@@ -119,18 +119,26 @@ def kmeans_torch(
 
 
 BACKENDS = ("sklearn", "torch")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 class KMeans:
     """Configured k-means clusterer: `KMeans(n_init=10)(z, k)`.
 
-    backend: `sklearn` (default) or `torch` (on the GPU when there is one, else the CPU).
+    backend: `sklearn` (default) or `torch`; device (torch only): `auto` (the GPU when there
+    is one, else the CPU), `cpu` or `cuda`. CUDA draws other random numbers than the CPU, so
+    `auto` gives other labels on a machine with a GPU; `cpu` gives the same on any machine.
     """
 
     objective_name = "inertia"  # lower is better
 
     def __init__(
-        self, n_init: int = 10, max_iter: int = 300, seed: int | None = 0, backend: str = "sklearn"
+        self,
+        n_init: int = 10,
+        max_iter: int = 300,
+        seed: int | None = 0,
+        backend: str = "sklearn",
+        device: str = "auto",
     ) -> None:
         if n_init < 1:
             raise ValueError(f"clusterer.n_init={n_init} must be >= 1")
@@ -138,11 +146,16 @@ class KMeans:
             raise ValueError(f"clusterer.max_iter={max_iter} must be >= 1")
         if backend not in BACKENDS:
             raise ValueError(f"clusterer.backend={backend!r} must be one of {', '.join(BACKENDS)}")
+        if device not in DEVICES:
+            raise ValueError(f"clusterer.device={device!r} must be one of {', '.join(DEVICES)}")
         self.n_init, self.max_iter, self.seed, self.backend = n_init, max_iter, seed, backend
+        self.device = device
 
     def __call__(self, z: np.ndarray | torch.Tensor, k: int) -> ClusterResult:
         if self.backend == "torch":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = self.device
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
             return kmeans_torch(z, k, self.n_init, self.max_iter, seed=self.seed, device=device)
         z = z.cpu().numpy() if isinstance(z, torch.Tensor) else z
         return kmeans(z, k, n_init=self.n_init, max_iter=self.max_iter, seed=self.seed)
