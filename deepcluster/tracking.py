@@ -27,9 +27,10 @@ KEY_KINDS = ("api", "access", "private", "auth", "wandb")  # api_key, access_key
 def looks_secret(name: str) -> bool:
     """A config key that may hold a secret (hidden in W&B and CSV hparams): not every key
     ending in "key" (dataset.images_key names an array, and must show)."""
-    words = re.split(r"[^a-z0-9]+", str(name).lower())
-    if any(w in str(name).lower() for w in SECRET_WORDS):
+    name = str(name).lower()
+    if any(w in name for w in SECRET_WORDS):
         return True
+    words = re.split(r"[^a-z0-9]+", name)
     return words[-1] == "key" and (len(words) == 1 or words[-2] in KEY_KINDS)
 
 
