@@ -324,6 +324,30 @@ def test_a_changed_run_is_still_marked_in_a_fresh_clone(tmp_path):
     assert entries[0]["ours"]["runs"][0]["not_as_published"] == ["refine.tol=0.05"]
 
 
+def test_a_changed_run_in_a_fresh_clone_is_not_done(tmp_path):
+    """The tables leave a committed run with overrides of its own out of the mean; the
+    reproduction must not count it as done either (it read only plan.json, never committed),
+    nor write over it: it says which override differs. A published run stays done."""
+    pre, run = runner.plan(by_name("A/mnist/k10/relu"), [0], tmp_path, False, "cpu", [])
+
+    def commit(job, *extra):
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        (job.run_dir / "metrics.json").write_text(json.dumps({"acc": 0.9}))
+        placing = [f"hydra.run.dir={job.run_dir}", *runner.COMMON, "data.root=/elsewhere"]
+        command = shlex.join(["deepcluster", *job.identity, *extra, *placing])
+        (job.run_dir / "run_info.json").write_text(json.dumps({"command": command}))
+
+    commit(pre)
+    commit(run)
+    assert run.done and pre.done  # as published: nothing to redo
+    commit(run, "refine.tol=0.05")
+    assert not (run.run_dir / "plan.json").exists()
+    assert pre.same_run() and not run.same_run() and not run.done
+    refused = run.claim()
+    assert refused is not None and "(refine.tol=0.05)" in refused
+    assert not (run.run_dir / "plan.json").exists()  # nothing written over
+
+
 def test_overrides_in_another_order_are_the_same_run(tmp_path):
     first = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", ["a.b=1", "c.d=2"])
     assert first[0].claim() is None

@@ -31,6 +31,22 @@ AFTER_S = {
     "gmm": 180,
 }  # refinement / one Ward / UMAP + GMM, on 2 CPU cores
 COMMON = ["logger=csv", "trainer.enable_progress_bar=false"]
+# overrides that move files, not results
+HARMLESS = ("data.root=", "data.download=", "trainer=gpu")
+# overrides of a run's command that say where it ran from, not what it ran
+PLACING = ("ckpt_path=", "hydra.run.dir=", "hydra.job.chdir=")
+
+
+def overrides_run(run_dir: Path) -> list[str]:
+    """The overrides a run's last process was started with, from its run_info.json (committed,
+    unlike plan.json): a fresh clone still tells a changed run from a published one."""
+    info = run_dir / "run_info.json"
+    line = (json.loads(info.read_text()).get("command") or "") if info.is_file() else ""
+    try:
+        words = shlex.split(line)[1:]  # without the program
+    except ValueError:  # a quote in a command written before commands were shell-quoted
+        words = line.split()[1:]
+    return [w for w in words if "=" in w and not w.startswith(PLACING) and w not in COMMON]
 
 
 @dataclass
@@ -61,9 +77,18 @@ class Job:
 
     def same_run(self) -> bool:
         """Was the folder's run started as this one (or not recorded)? Overrides compare as a
-        set: `-- a=1 b=2` and `-- b=2 a=1` are one command."""
+        set: `-- a=1 b=2` and `-- b=2 a=1` are one command. Without plan.json (a fresh
+        clone), the command in run_info.json decides, as it does for the tables: a committed
+        run with overrides of its own is not this run."""
         before = self.started_as()
-        return before is None or set(before) == set(self.identity)
+        if before is not None:
+            return set(before) == set(self.identity)
+        return not self.extra_overrides()
+
+    def extra_overrides(self) -> list[str]:
+        """The overrides the folder's run was started with beyond this run's own."""
+        started = self.started_as() or overrides_run(self.run_dir)
+        return [o for o in started if o not in self.identity and not o.startswith(HARMLESS)]
 
     @property
     def lock_file(self) -> Path:
@@ -119,8 +144,10 @@ class Job:
         """Before a start: None if the folder is new or holds this same run (then it is
         marked so: plan.json), else why the run cannot go on there."""
         before = self.started_as()
-        if before is not None and not self.same_run():
-            changed = ", ".join(sorted(set(before) ^ set(self.identity)))
+        if not self.same_run():
+            extra = set(self.extra_overrides())
+            differ = extra if before is None else set(before) ^ set(self.identity)
+            changed = ", ".join(sorted(differ))
             return (
                 f"{self.run_dir} holds a run started with other settings ({changed}): "
                 "continuing it would mix the two. Use another --root, or move that folder away"

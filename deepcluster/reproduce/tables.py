@@ -4,15 +4,11 @@ ACC-vs-k and ReLU-vs-Sigmoid figures of method A's paper."""
 from __future__ import annotations
 
 import json
-import shlex
 import statistics
 from pathlib import Path
 
 from deepcluster.reproduce import runner
 from deepcluster.reproduce.settings import Setting
-
-# overrides that move files, not results
-HARMLESS = ("data.root=", "data.download=", "trainer=gpu")
 
 
 def _read(path: Path) -> dict:
@@ -55,21 +51,6 @@ def _trained_epochs(m: dict) -> int:
     return sum(h.get("phase") == "pretrain" for h in m["history"])
 
 
-# overrides of a run's command that say where it ran from, not what it ran
-PLACING = ("ckpt_path=", "hydra.run.dir=", "hydra.job.chdir=")
-
-
-def overrides_run(run_dir: Path) -> list[str]:
-    """The overrides a run's last process was started with, from its run_info.json (committed,
-    unlike plan.json): a fresh clone still tells a changed run from a published one."""
-    line = _read(run_dir / "run_info.json").get("command") or ""
-    try:
-        words = shlex.split(line)[1:]  # without the program
-    except ValueError:  # a quote in a command written before commands were shell-quoted
-        words = line.split()[1:]
-    return [w for w in words if "=" in w and not w.startswith(PLACING) and w not in runner.COMMON]
-
-
 # what a run's metrics.json records of itself, against its setting's value
 RECORDED = ("dataset", "split", "model", "activation", "k", "clusterer", "seed")
 
@@ -85,8 +66,7 @@ def not_as_published(
     pre, run = runner.plan([setting], [seed], root, quick, "cpu", [])
     changed = []
     for job in (pre, run):
-        started = job.started_as() or overrides_run(job.run_dir)
-        changed += [o for o in started if o not in job.identity and not o.startswith(HARMLESS)]
+        changed += job.extra_overrides()
     expected = runner.N_IMAGES[(setting.dataset, setting.split)]
     n = metrics.get("n")
     if n is not None and n != expected:  # (None: a metrics.json without it)
