@@ -1,6 +1,7 @@
 """The wheel users install: it builds, installs into a fresh venv (offline: the dependencies
 come from this environment) and runs from an unrelated folder with its shipped configs."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -8,6 +9,9 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+import tomllib
+from lightning.pytorch import Trainer
+from packaging.requirements import Requirement
 
 from deepcluster.cli import _preflight
 from deepcluster.errors import MissingDependencyError
@@ -137,3 +141,13 @@ def test_a_leading_tilde_is_caught_before_hydra_refuses_it(tmp_path):
     proc = run_cli("dataset=folder", "dataset.path=~/tiles", cwd=tmp_path)
     assert proc.returncode == 2 and "$HOME/tiles" in proc.stderr
     assert "Traceback" not in proc.stderr and "Lexer" not in proc.stderr
+
+
+def test_the_lightning_range_admits_only_versions_that_take_what_run_passes():
+    """run.py resumes with Trainer.fit(weights_only=True), a keyword Lightning 2.6.0 added:
+    pyproject.toml admitted 2.5, where a resume would fail with a TypeError."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    (lightning,) = [Requirement(d) for d in deps if Requirement(d).name == "lightning"]
+    assert "weights_only" in inspect.signature(Trainer.fit).parameters
+    assert "weights_only=True" in (ROOT / "deepcluster" / "run.py").read_text()
+    assert not lightning.specifier.contains("2.5.9")
