@@ -1,7 +1,8 @@
 """Command line: `deepcluster k=10 activation=sigmoid` (Hydra) → run(cfg) → metrics.
 
 Exit status: 0 done; 2 the command was refused (bad input, by Hydra or by our checks), nothing
-trained; 1 a crash, or a sweep with failed jobs.
+trained; 1 a crash, a run stopped during training (a NaN loss, a failed clustering step: the
+message, no traceback), or a sweep with failed jobs.
 
 What a sweep's optimiser sees: the final silhouette of the clustering (label-free, higher is
 better; `direction: maximize` for Optuna), or NaN for a failed job, which Optuna and
@@ -24,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from deepcluster.config import register
-from deepcluster.errors import DeepClusterError
+from deepcluster.errors import DeepClusterError, TrainingError
 from deepcluster.resume import run_key
 from deepcluster.run import drop_refused_run_folder, output_dir, run
 from deepcluster.tracking import is_multirun
@@ -61,6 +62,10 @@ def _hydra_main(cfg: DictConfig) -> float:
         if not is_multirun():
             if not isinstance(exc, DeepClusterError):
                 raise  # a bug, not bad input: keep the traceback
+            if isinstance(exc, TrainingError):  # it started: its folder stays, the log says why
+                log.error("%s", exc)
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+                sys.exit(1)
             print(f"error: {exc}", file=sys.stderr, flush=True)
             drop_refused_run_folder(cfg)
             sys.exit(2)

@@ -1,4 +1,6 @@
-"""User-facing errors: the CLI prints their message (no traceback) and exits non-zero."""
+"""User-facing errors: the CLI prints their message (no traceback) and exits non-zero: 2 for
+a command refused before training (its empty run folder goes), 1 for a TrainingError (the run
+started: its folder, log and last checkpoint stay)."""
 
 
 class DeepClusterError(Exception):
@@ -13,7 +15,11 @@ class DataError(DeepClusterError):
     pass
 
 
-class ClusteringError(DeepClusterError):
+class TrainingError(DeepClusterError):
+    """The run started and could not go on (the loss became NaN, a clustering step failed)."""
+
+
+class ClusteringError(TrainingError):
     """The clustering step failed (on rank 0 under DDP: every rank stops with it)."""
 
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepcluster import resume as resume_mod
 from deepcluster.build import build_parts, build_trainer
 from deepcluster.config import require, validate
-from deepcluster.errors import ConfigError, DeepClusterError
+from deepcluster.errors import ConfigError, TrainingError
 from deepcluster.tracking import finish_wandb, hydra_config, is_multirun, log_final, make_loggers
 
 log = logging.getLogger("deepcluster")
@@ -427,7 +427,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 keep_weights(plan.ckpt, ckpt_dir)
         callback = parts.callback
         if not any("k" in h for h in callback.history):
-            raise DeepClusterError("training ended before the first clustering: no results")
+            raise TrainingError("training ended before the first clustering: no results")
         if not trainer.is_global_zero:
             return dict(callback.history[-1])
         warn_about_cluster_sizes(callback.labels, int(callback.k_now), dm.paths)

@@ -20,13 +20,13 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from deepcluster.clustering.dec import kl_loss, soft_assign
-from deepcluster.errors import ConfigError, DeepClusterError
+from deepcluster.errors import ConfigError, TrainingError
 from deepcluster.models.base import Autoencoder
 
 Augment = Callable[[torch.Tensor, int], torch.Tensor]  # (x (B, C, H, W), step) → same shape
 
 
-class NonFiniteLossError(DeepClusterError):
+class NonFiniteLossError(TrainingError):
     """The loss became NaN or infinite: training stops, the last good checkpoint stays."""
 
 
