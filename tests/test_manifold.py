@@ -197,3 +197,39 @@ def test_run_applies_the_manifold_on_schedule_with_refinement(compose, tmp_path,
     assert saved["manifold"] == "umap" and saved["history"][1]["manifold"] is False
     timings = json.loads((tmp_path / "run_info.json").read_text())["timings"]
     assert timings[0]["manifold_s"] > 0 and timings[1]["manifold_s"] == 0
+
+
+class _LeavesClusterTwoEmpty:
+    """A clusterer whose third cluster has a centre in the manifold but no members."""
+
+    def __call__(self, space, k):
+        from deepcluster.clustering.base import ClusterResult
+
+        labels = (space[:, 0] > np.median(space[:, 0])).astype(np.int64)  # clusters 0 and 1
+        centers = np.stack([space[labels == 0].mean(0), space[labels == 1].mean(0), space[0]])
+        return ClusterResult(labels=labels, centers=centers)
+
+
+@pytest.mark.parametrize("refine_method", ["dec", "dekm"])
+def test_an_empty_manifold_cluster_gets_a_code_not_the_origin(refine_method, caplog):
+    """An empty cluster has no mean code: its centre was zeros, and DEC then refined towards a
+    centre at the origin, far from every code. It takes the code nearest its manifold centre."""
+    from deepcluster.clustering.schedule import ClusteringSchedule, Update
+
+    z, _ = blobs(n_per=30, k=3, d=6, seed=2)
+    z = z + 50.0  # every code far from the origin
+    callback = ClusteringCallback(
+        _LeavesClusterTwoEmpty(),
+        k=3,
+        schedule=ClusteringSchedule(),
+        manifold=lambda codes: codes[:, :2] * 10.0,
+        refine_method=refine_method,
+    )
+    with caplog.at_level("WARNING"):
+        out = callback._cluster_rank0(z, Update("epoch", True, True, "pretrain"), refining=False)
+    centers = out["result"].centers
+    np.testing.assert_allclose(centers[2], z[0])  # the code at that manifold centre
+    np.testing.assert_allclose(centers[:2], cluster_means(z, out["result"].labels, 3)[:2])
+    assert "1 of 3 clusters found in the manifold are empty" in caplog.text
+    if refine_method == "dec":
+        np.testing.assert_allclose(out["targets"]["centers"][2].numpy(), z[0], rtol=1e-6)

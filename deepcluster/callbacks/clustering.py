@@ -26,7 +26,7 @@ from deepcluster.callbacks.ranks import check_ranks_agree, on_rank_zero
 from deepcluster.clustering import ClusterResult, clustering_scores
 from deepcluster.clustering.base import (
     NearestCentroid,
-    cluster_means,
+    code_centers,
     with_restarts,
     within_cluster_sum_of_squares,
 )
@@ -143,7 +143,15 @@ class ClusteringCallback(Callback):
         res = clusterer(space, self.k_now)
         if update.manifold:  # the clusterer's centres live in the manifold: keep code-space ones
             res.extra["manifold_centers"] = res.centers
-            res.centers = cluster_means(z, res.labels, self.k_now)
+            res.centers = code_centers(z, space, res.labels, res.centers)
+            empty = int((np.bincount(res.labels, minlength=self.k_now) == 0).sum())
+            if empty:
+                log.warning(
+                    "%d of %d clusters found in the manifold are empty: each takes the code "
+                    "nearest its manifold centre as its centre",
+                    empty,
+                    self.k_now,
+                )
             self.last_embedding = space
             self.last_manifold_model = getattr(self.manifold, "model", None)
         targets = None

@@ -55,6 +55,25 @@ def cluster_means(z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return sums / np.maximum(counts, 1)
 
 
+def code_centers(
+    z: np.ndarray, space: np.ndarray, labels: np.ndarray, space_centers: np.ndarray
+) -> np.ndarray:
+    """Code-space centres of a clustering found in a manifold. z: (N, d) codes, space: (N, m)
+    their manifold coordinates, labels: (N,), space_centers: (k, m) → (k, d).
+
+    A cluster's centre is the mean code of its members. A cluster with no members (a GMM
+    component that no point prefers) has no mean: it gets the code of the point nearest its
+    centre in the manifold, so that DEC's soft assignment or a refinement target never sees a
+    centre at the origin that no code is near.
+    """
+    k = len(space_centers)
+    centers = cluster_means(z, labels, k)
+    for j in np.flatnonzero(np.bincount(labels, minlength=k) == 0):
+        nearest = int(((np.asarray(space) - space_centers[j]) ** 2).sum(1).argmin())
+        centers[j] = z[nearest]
+    return centers
+
+
 def within_cluster_sum_of_squares(z: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Σ_n ||z_n − mean of its cluster||²: the k-means objective of any partition."""
     z = np.asarray(z, dtype=np.float64)
