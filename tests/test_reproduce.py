@@ -1,5 +1,6 @@
 """python -m deepcluster.reproduce: the plan, resuming, and the tables it writes."""
 
+import argparse
 import json
 import os
 import shlex
@@ -28,6 +29,15 @@ def test_every_published_setting_is_there():
 def test_seeds_parse_as_a_count_or_a_list():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,4") == [0, 4]
     assert parse_seeds("0,0,4") == [0, 4]  # one folder, one run
+    assert parse_seeds("2,") == [2]
+
+
+@pytest.mark.parametrize("bad", ["-1", "-1,", "0,-3", ","])
+def test_negative_or_no_seeds_are_refused_with_what_to_give(bad):
+    """`--seeds -1` suggested `--seeds -1,`, which was then accepted as seed -1."""
+    with pytest.raises(argparse.ArgumentTypeError, match=r"seeds >= 0") as err:
+        parse_seeds(bad)
+    assert "alone: --seeds -" not in str(err.value)  # no negative seed suggested
 
 
 def test_a_job_finished_since_the_plan_is_not_run_again(tmp_path, monkeypatch):

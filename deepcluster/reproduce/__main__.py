@@ -23,11 +23,18 @@ from deepcluster.reproduce.settings import SETTINGS
 def parse_seeds(text: str) -> list[int]:
     """ "3" → seeds 0, 1, 2; "0,4" → seeds 0 and 4 (each once, in the order given)."""
     if "," in text:
-        return list(dict.fromkeys(int(s) for s in text.split(",") if s != ""))
+        seeds = [int(s) for s in text.split(",") if s != ""]
+        if not seeds or min(seeds) < 0:
+            raise argparse.ArgumentTypeError(
+                f"--seeds {text}: a list needs seeds >= 0 (e.g. --seeds 0,4 or --seeds 2,)"
+            )
+        return list(dict.fromkeys(seeds))
     n = int(text)
     if n < 1:
+        alone = f" (seed {n} alone: --seeds {n},)" if n == 0 else ""
         raise argparse.ArgumentTypeError(
-            f"--seeds {text}: a count needs at least one seed (seed {text} alone: --seeds {text},)"
+            f"--seeds {text}: a count needs at least one seed{alone}; "
+            "give a count >= 1 (3: seeds 0-2) or a list of seeds >= 0 (0,4)"
         )
     return list(range(n))
 
