@@ -334,7 +334,7 @@ def test_a_changed_run_is_still_marked_in_a_fresh_clone(tmp_path):
     assert entries[0]["ours"]["runs"][0]["not_as_published"] == ["refine.tol=0.05"]
 
 
-def test_a_changed_run_in_a_fresh_clone_is_not_done(tmp_path):
+def test_a_changed_run_in_a_fresh_clone_is_not_done(tmp_path, monkeypatch):
     """The tables leave a committed run with overrides of its own out of the mean; the
     reproduction must not count it as done either (it read only plan.json, never committed),
     nor write over it: it says which override differs. A published run stays done."""
@@ -356,6 +356,12 @@ def test_a_changed_run_in_a_fresh_clone_is_not_done(tmp_path):
     refused = run.claim()
     assert refused is not None and "(refine.tol=0.05)" in refused
     assert not (run.run_dir / "plan.json").exists()  # nothing written over
+    # the refused run will not continue the pretraining: it is not trained again for it
+    assert not run.needs_parent and pre.done
+    started = []
+    monkeypatch.setattr(runner.subprocess, "Popen", lambda cmd, **kw: started.append(cmd))
+    assert runner.execute([pre, run], log=lambda *_: None, poll_s=0) == [run]
+    assert started == [] and (pre.run_dir / "metrics.json").is_file()
 
 
 def test_overrides_in_another_order_are_the_same_run(tmp_path):

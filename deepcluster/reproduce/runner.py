@@ -72,8 +72,9 @@ class Job:
 
     @property
     def needs_parent(self) -> bool:
-        """Still to start from its pretraining's checkpoint (not done, none of its own)."""
-        return not self.done and not self.checkpoint.is_file()
+        """Still to start from its pretraining's checkpoint (not done, none of its own, and
+        not a folder holding another run, which claim() refuses)."""
+        return not self.done and not self.checkpoint.is_file() and self.same_run()
 
     def same_run(self) -> bool:
         """Was the folder's run started as this one (or not recorded)? Overrides compare as a
