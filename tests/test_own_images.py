@@ -367,6 +367,50 @@ def test_a_file_name_that_is_not_utf8_is_written_escaped(tmp_path):
     assert all(p.encode("utf-8") for p in dm.paths)  # what predictions.csv can hold
 
 
+def test_a_class_folder_name_that_is_not_utf8_is_escaped_too(tmp_path):
+    """Class names went into predictions.csv and the confusion figure with Python's
+    surrogates: a run that had trained to the end crashed writing its results."""
+    import os
+    from types import SimpleNamespace
+
+    from deepcluster.clustering.base import ClusterResult
+    from deepcluster.outputs import write_results
+
+    root = tmp_path / "images"
+    for i, (label, _, img) in enumerate(shapes(n_per=2)):
+        folder = os.fsencode(root) + (b"/caf\xe9" if label == 0 else b"/tea")
+        os.makedirs(folder, exist_ok=True)
+        Image.fromarray(img).save(os.fsdecode(folder + f"/{i}.png".encode()))
+    dm = FolderDataModule(path=str(root)).prepare()
+    assert dm.class_names == ["caf\\xe9", "tea"]
+    labels = np.array([0, 0, 1, 1])
+    callback = SimpleNamespace(
+        labels=labels,
+        last_codes=np.zeros((4, 2)),
+        last_result=ClusterResult(labels=labels, centers=np.zeros((2, 2))),
+        k_now=2,
+        history=[{}],
+        last_manifold_model=None,
+    )
+    write_results(tmp_path, callback, dm)
+    rows = list(csv.DictReader((tmp_path / "predictions.csv").open(encoding="utf-8")))
+    assert [r["class"] for r in rows] == ["caf\\xe9", "caf\\xe9", "tea", "tea"]
+
+
+@pytest.mark.parametrize("mode, key", [("L", 0), ("RGB", (0, 0, 0))])
+def test_a_colour_key_transparency_is_laid_on_the_background(tmp_path, mode, key):
+    """A grey or RGB PNG whose transparent colour is a key (tRNS), not an alpha channel:
+    black line art on a transparent page read as a black page."""
+    from deepcluster.data.folder import read_image
+
+    a = np.zeros((8, 8), dtype=np.uint8)
+    a[2:6, 4] = 128  # the stroke; everything else is the transparent key
+    Image.fromarray(a, "L").convert(mode).save(tmp_path / "ink.png", transparency=key)
+    page = read_image(tmp_path / "ink.png", 8, 1)[0]
+    assert page[0, 0] == 255 and page[3, 4] == 128  # white page, the stroke kept
+    assert read_image(tmp_path / "ink.png", 8, 1, background="black")[0][0, 0] == 0
+
+
 def test_non_finite_array_values_are_refused(tmp_path):
     x = np.full((4, 28, 28), 0.5)
     x[1, 3, 3] = np.nan

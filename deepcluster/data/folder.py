@@ -51,7 +51,7 @@ def image_files(root: Path) -> list[Path]:
     return sorted(p for p in found if p.is_file())
 
 
-def text_path(path: Path) -> str:
+def text_path(path: Path | str) -> str:
     """The path as text any UTF-8 file or terminal takes: a name that is not UTF-8 (an archive
     from another system; Python keeps its bytes as surrogates) gets them escaped, \\xe9."""
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -92,10 +92,11 @@ BACKGROUNDS = {"white": 255, "black": 0}
 def flatten(img, background: str):
     """A transparent image laid on the background (its transparent pixels would otherwise keep
     whatever colour they hide: often black, so a black drawing on a transparent page reads as
-    one black square); an opaque one unchanged."""
+    one black square); an opaque one unchanged. Transparency is an alpha channel, or a
+    palette entry or colour key (a PNG's tRNS: grey or RGB line art exported so)."""
     from PIL import Image
 
-    if img.mode == "P" and "transparency" in img.info:
+    if "transparency" in img.info:  # a palette entry or a colour key (tRNS): alpha from it
         img = img.convert("RGBA")
     if img.mode not in ("RGBA", "LA", "PA", "La", "RGBa"):
         return img
@@ -195,7 +196,8 @@ class FolderDataModule(ImageDataModule):
             raise DataError(f"dataset.path={root}: no image files (PNG, JPEG, BMP, TIFF) in it")
         # labelled: every image sits in a class folder, and two classes or more have images
         # read (one folder holding everything is how an unzipped archive looks, not a labelling)
-        class_of = {f: f.relative_to(root).parts[0] for f in files if f.parent != root}
+        # class names as text (a folder name that is not UTF-8 would fail in the CSV and plots)
+        class_of = {f: text_path(f.relative_to(root).parts[0]) for f in files if f.parent != root}
         labelled = len(class_of) == len(files)
         loose = [f for f in files if f.parent == root]
         if loose and len(set(class_of.values())) >= 2:
@@ -207,7 +209,7 @@ class FolderDataModule(ImageDataModule):
                 "against the folders",
                 root,
                 len(loose),
-                ", ".join(f.name for f in loose[:5]) + (" …" if len(loose) > 5 else ""),
+                ", ".join(text_path(f.name) for f in loose[:5]) + (" …" if len(loose) > 5 else ""),
             )
         if self.limit is not None and self.limit < len(files):
             # a sample across the folder, not its first (sorted: one class's) files; the same
