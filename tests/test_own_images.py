@@ -411,6 +411,13 @@ def test_a_colour_key_transparency_is_laid_on_the_background(tmp_path, mode, key
     assert read_image(tmp_path / "ink.png", 8, 1, background="black")[0][0, 0] == 0
 
 
+def test_labels_key_asked_of_a_npy_file_is_refused_not_ignored(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((4, 8, 8), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"dataset.labels_key=y: .*x.npy is a .npy file.*\.npz"):
+        ArrayDataModule(path=str(tmp_path / "x.npy"), labels_key="y").prepare()
+    assert ArrayDataModule(path=str(tmp_path / "x.npy")).prepare().labels is None
+
+
 def test_non_finite_array_values_are_refused(tmp_path):
     x = np.full((4, 28, 28), 0.5)
     x[1, 3, 3] = np.nan

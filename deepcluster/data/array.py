@@ -52,6 +52,12 @@ class ArrayDataModule(ImageDataModule):
                 f"dataset.path={self.path}: not a readable .npy/.npz file ({exc})"
             ) from None
         if isinstance(data, np.ndarray):
+            if self.labels_key not in (None, DEFAULT_LABELS_KEY):  # asked for: say why none
+                raise DataError(
+                    f"dataset.labels_key={self.labels_key}: {self.path} is a .npy file, which "
+                    "holds one array (the images). To score with labels, save both in an .npz "
+                    f"(np.savez(path, images=x, {self.labels_key}=y)), or drop the key"
+                )
             return data, None
         with data:
             if self.images_key not in data:
