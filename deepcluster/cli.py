@@ -1,8 +1,8 @@
 """Command line: `deepcluster k=10 activation=sigmoid` (Hydra) → run(cfg) → metrics.
 
 Exit status: 0 done; 2 the command was refused (bad input, by Hydra or by our checks), nothing
-trained; 1 a crash, a run stopped during training (a NaN loss, a failed clustering step: the
-message, no traceback), or a sweep with failed jobs.
+trained; 1 a crash, a run stopped during training (a NaN loss, a failed clustering step,
+SIGTERM: the message, no traceback), or a sweep with failed jobs (SIGTERM stops a sweep).
 
 What a sweep's optimiser sees: the final silhouette of the clustering (label-free, higher is
 better; `direction: maximize` for Optuna), or NaN for a failed job, which Optuna and
@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from deepcluster.config import register
-from deepcluster.errors import DeepClusterError, TrainingError
+from deepcluster.errors import DeepClusterError, RunStopped, TrainingError
 from deepcluster.resume import run_key
 from deepcluster.run import drop_refused_run_folder, output_dir, run
 from deepcluster.tracking import is_multirun
@@ -80,6 +80,9 @@ def _hydra_main(cfg: DictConfig) -> float:
             (output_dir(cfg) / "failed.json").write_text(json.dumps({"error": error}) + "\n")
         except OSError:
             pass
+        if isinstance(exc, RunStopped):  # the user stopped the sweep, not one job
+            print(f"error: {exc}; the sweep stops", file=sys.stderr, flush=True)
+            sys.exit(1)
         return math.nan
 
 

@@ -19,6 +19,11 @@ class TrainingError(DeepClusterError):
     """The run started and could not go on (the loss became NaN, a clustering step failed)."""
 
 
+class RunStopped(TrainingError):
+    """A signal (SIGTERM: `kill`, `timeout`, a scheduler's preemption) stopped the training;
+    the last checkpoint stays, and `ckpt_path=last` continues it. A sweep stops with it."""
+
+
 class ClusteringError(TrainingError):
     """The clustering step failed (on rank 0 under DDP: every rank stops with it)."""
 

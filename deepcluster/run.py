@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepcluster import resume as resume_mod
 from deepcluster.build import build_parts, build_trainer
 from deepcluster.config import require, validate
-from deepcluster.errors import ConfigError, TrainingError
+from deepcluster.errors import ConfigError, RunStopped, TrainingError
 from deepcluster.tracking import finish_wandb, hydra_config, is_multirun, log_final, make_loggers
 
 log = logging.getLogger("deepcluster")
@@ -346,6 +346,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, cluster, write the run's outputs; returns the final metrics."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from deepcluster import outputs
     from deepcluster.models import NonFiniteLossError
@@ -409,6 +410,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 if plan.ckpt is None or "Error(s) in loading state_dict" not in str(exc):
                     raise
                 raise weights_do_not_fit(cfg, plan.ckpt) from exc
+            except SIGTERMException:
+                # Lightning's SIGTERM handler raises a SystemExit without a code: status 0,
+                # and a reproduction or a scheduler would take the run for finished
+                last = ckpt_dir / "last.ckpt"
+                raise RunStopped(
+                    f"stopped by SIGTERM at epoch {trainer.current_epoch}, step "
+                    f"{trainer.global_step}: no results. "
+                    + (
+                        f"Its last checkpoint ({last}) continues with ckpt_path=last "
+                        "and the same command"
+                        if last.exists()
+                        else "No checkpoint had been written yet"
+                    )
+                ) from None
             except NonFiniteLossError as exc:
                 last = ckpt_dir / "last.ckpt"
                 kept = (

@@ -265,3 +265,28 @@ def test_ddp_matches_single_process(tmp_path):
     for a, b in zip(losses["ddp"], losses["single"]):
         assert abs(a - b) <= 0.02 * b, losses
     assert abs(accs["ddp"] - accs["single"]) <= 0.05, accs
+
+
+def test_sigterm_stops_with_status_1_and_says_how_to_continue(tmp_path):
+    """Lightning turns SIGTERM (`kill`, `timeout`, a scheduler's preemption) into a SystemExit
+    without a code: the run stopped with status 0 and no word, and a reproduction or a job
+    script took it for finished."""
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        _cmd(f"hydra.run.dir={out}", "trainer.max_epochs=400", "refine=none"),
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not last.is_file():
+        time.sleep(0.2)
+    assert proc.poll() is None, "run ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr[-2000:]
+    assert "stopped by SIGTERM at epoch" in stderr and "ckpt_path=last" in stderr
+    assert last.is_file() and not (out / "metrics.json").exists()

@@ -55,6 +55,21 @@ def test_a_job_finished_since_the_plan_is_not_run_again(tmp_path, monkeypatch):
     assert len(jobs) == 3 and len(ran) == 2  # the repeated seed-0 run finds it finished
 
 
+def test_a_run_that_exits_0_without_its_metrics_is_not_ok(tmp_path, monkeypatch):
+    """Status 0 is not enough (a run stopped by a signal exited 0 under Lightning): a run
+    has finished when its metrics.json is there."""
+    (pre,) = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", [])[:1]
+    lines = []
+
+    def exits_0(cmd, **kwargs):
+        kwargs["stdout"].write("Received SIGTERM: 15\n")
+        return type("Done", (), {"poll": lambda self: 0, "returncode": 0})()
+
+    monkeypatch.setattr(runner.subprocess, "Popen", exits_0)
+    assert runner.execute([pre], log=lines.append, poll_s=0) == [pre]
+    assert "ended without its metrics.json (last line: Received SIGTERM: 15)" in "\n".join(lines)
+
+
 def test_plan_shares_one_pretraining_and_runs_seed_zero_first(tmp_path):
     chosen = by_name("A/mnist/k5/relu", "A/mnist/k10/relu", "N2D/mnist")
     jobs = runner.plan(chosen, [0, 1], tmp_path, quick=False, device="cpu", extra=[])

@@ -315,13 +315,16 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
             fh.close()
             job.release()
             unfinished.discard(id(job))
-            ok = proc.returncode == 0
+            ok = proc.returncode == 0 and job.finished  # a run ends with its metrics.json
             log(
                 f"    → {'ok' if ok else f'failed (rc {proc.returncode}), see'} {job.run_dir} "
                 f"({time.time() - t0:.0f} s)"
             )
             if not ok:
-                log(f"      {why_failed(log_path, offset, proc.returncode)}")
+                reason = why_failed(log_path, offset, proc.returncode)
+                if proc.returncode == 0:
+                    reason = f"it ended without its metrics.json (last line: {reason})"
+                log(f"      {reason}")
                 failed.append(job)
     return failed
 
