@@ -103,7 +103,7 @@ def build_parts(cfg: DictConfig) -> Parts:
             augment=augment,
             augment_refinement=refine.augmented_inputs,
             lr_schedule=lr_schedule,
-            refine_method=refine.method,
+            refine_method=refine.method if refine.enabled else "none",
             dec_alpha=refine.alpha,
         )
         schedule = ClusteringSchedule(

@@ -27,6 +27,24 @@ TINY_DEC = [
 ]
 
 
+@pytest.mark.parametrize("method", ["dekm", "dec"])
+def test_refine_none_does_not_go_on_refining_a_checkpoint_taken_inside_refinement(
+    compose, tmp_path, method
+):
+    """refine=none continued a refining checkpoint's refinement, and its metrics.json said
+    refine: false. It is refused, naming what to give; clustering it only still works."""
+    from deepcluster.run import run
+
+    tiny = [o for o in TINY_DEC if o != "refine=dec"]
+    run(compose(*tiny, f"refine={method}", "trainer.max_epochs=3", f"output_dir={tmp_path}/a"))
+    ckpt = f"ckpt_path={tmp_path}/a/checkpoints/last.ckpt"
+    none = [*tiny, "refine=none", ckpt]
+    with pytest.raises(ConfigError, match=rf"refine=none, but .* inside refine.method={method}"):
+        run(compose(*none, "trainer.max_epochs=5", f"output_dir={tmp_path}/b"))
+    only = run(compose(*none, "trainer.max_epochs=0", f"output_dir={tmp_path}/c"))
+    assert only["history"][-1]["phase"] == "cluster_only" and only["acc"] is not None
+
+
 def test_soft_assignments_are_distributions_led_by_the_nearest_centre():
     torch.manual_seed(0)
     z, centers = torch.randn(200, 5), torch.randn(4, 5)

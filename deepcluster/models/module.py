@@ -67,7 +67,7 @@ class DeepClusterModule(L.LightningModule):
             raise ValueError(f"optim.lr={lr} must be > 0")
         if recon_weight < 0:
             raise ValueError(f"refine.recon_weight={recon_weight} must be >= 0")
-        if refine_method not in ("dekm", "dec"):
+        if refine_method not in ("dekm", "dec", "none"):  # none: refine=none, no refinement
             raise ValueError(f"refine.method={refine_method!r} must be dekm or dec")
         if dec_alpha <= 0:
             raise ValueError(f"refine.alpha={dec_alpha} must be > 0")
@@ -139,7 +139,15 @@ class DeepClusterModule(L.LightningModule):
             # a checkpoint inside one refinement cannot go on with the other's targets; one
             # saved before refinement (no targets) starts either
             method = state.get("method", "dec" if "centers" in weights else "dekm")
-            if continuing and state["targets"].numel() > 0 and method != self.refine_method:
+            inside = continuing and state["targets"].numel() > 0
+            if inside and self.refine_method == "none":  # it went on refining, recorded as none
+                raise ConfigError(
+                    f"refine=none, but the checkpoint stopped inside refine.method={method}'s "
+                    f"refinement: to go on refining, refine={method}; to cluster it as it is, "
+                    "trainer.max_epochs=0; to train on without refinement, start from a "
+                    "checkpoint of the pretraining"
+                )
+            if inside and method != self.refine_method:
                 raise ConfigError(
                     f"refine.method={self.refine_method}, but the checkpoint stopped inside "
                     f"refine.method={method}'s refinement: resume with refine.method={method}, "
