@@ -302,7 +302,9 @@ RUN_OUTPUTS = (
 )
 
 
-def set_aside_earlier_run(out_dir: Path, resuming_from: str | None) -> str | None:
+def set_aside_earlier_run(
+    out_dir: Path, resuming_from: str | None, cluster_only: bool = False
+) -> str | None:
     """A folder given again (a fixed `hydra.run.dir`) may hold an earlier run's outputs. Left
     there, its metrics.json would say "finished" of this run if this one stopped early, its
     last.ckpt is what `ckpt_path=last` and a NaN's "last good checkpoint" would name before
@@ -310,14 +312,18 @@ def set_aside_earlier_run(out_dir: Path, resuming_from: str | None) -> str | Non
     config and weights. They all move to `previous/`, or to the first free `previous.N/`
     when earlier runs are there already: nothing is deleted, and a checkpoint given from
     one of them stays where it is. A run continuing its own checkpoint keeps its outputs;
-    its metrics.json alone moves. Returns the checkpoint to continue (its new path if it
-    was one of the outputs moved, e.g. a cluster-only run's weights.ckpt)."""
+    its metrics.json alone moves. Clustering its own checkpoint only (`cluster_only`: another
+    reading of the trained run, e.g. clusterer=ward) moves every output but the checkpoints.
+    Returns the checkpoint to continue (its new path if it was one of the outputs moved,
+    e.g. a cluster-only run's weights.ckpt)."""
     own = resume_mod.is_inside(resuming_from, out_dir / "checkpoints")
-    earlier = [
-        out_dir / name
-        for name in (("metrics.json",) if own else RUN_OUTPUTS)
-        if (out_dir / name).exists()
-    ]
+    if not own:
+        names = RUN_OUTPUTS
+    elif cluster_only:
+        names = tuple(name for name in RUN_OUTPUTS if name != "checkpoints")
+    else:
+        names = ("metrics.json",)
+    earlier = [out_dir / name for name in names if (out_dir / name).exists()]
     if not earlier:
         return resuming_from
     previous, n = out_dir / "previous", 1
@@ -390,7 +396,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         trainer = build_trainer(cfg, [parts.callback, checkpoint], loggers, out_dir)
         if trainer.is_global_zero:  # only now: a run refused above leaves the earlier one be
-            plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt)
+            plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt, cfg.trainer.max_epochs == 0)
             OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds
         warn_if_refinement_never_runs(cfg)  # here: after the errors that would stop the run
         log.info(

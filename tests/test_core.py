@@ -241,6 +241,27 @@ def test_a_run_continuing_its_own_checkpoint_keeps_it(tmp_path):
     assert (tmp_path / "previous" / "clusterer.joblib").is_file()
 
 
+def test_clustering_a_runs_own_checkpoint_only_keeps_the_trained_runs_outputs(tmp_path):
+    """trainer.max_epochs=0 with the folder's own checkpoint is another reading of the run
+    (clusterer=ward, …): it wrote over the trained run's predictions, clusterer and config,
+    and only metrics.json went to previous/."""
+    from deepcluster.run import set_aside_earlier_run
+
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_text("x")
+    for name in ("metrics.json", "predictions.csv", "clusterer.joblib", "config.yaml"):
+        (tmp_path / name).write_text(name)
+    assert set_aside_earlier_run(tmp_path, str(ckpt), cluster_only=True) == str(ckpt)
+    assert ckpt.is_file()
+    assert sorted(p.name for p in (tmp_path / "previous").iterdir()) == [
+        "clusterer.joblib",
+        "config.yaml",
+        "metrics.json",
+        "predictions.csv",
+    ]
+
+
 def test_earlier_runs_are_kept_and_a_checkpoint_given_from_one_survives(tmp_path):
     # a review's case: the folder used three times, the third run re-clustering the first
     # run's checkpoint from previous/; previous/ was emptied before the checkpoint loaded, and
