@@ -215,6 +215,28 @@ def test_a_restored_stop_holds_unless_its_cap_was_raised():
     assert s.restored_stop()
 
 
+def test_a_restored_convergence_or_patience_stop_yields_to_stricter_settings():
+    """Continuing a converged checkpoint with a lower refine.tol (or more patience) refined
+    no further, and its stop_reason quoted the old tol under the new config."""
+    s = ClusteringSchedule(refine=True, tol=0.05)
+    assert s._should_stop(0.03) and s.stop_reason.startswith("converged")
+    stricter, same = ClusteringSchedule(refine=True, tol=0.001), ClusteringSchedule(tol=0.05)
+    for t in (stricter, same):
+        t.load_state_dict(s.state_dict())
+    assert not stricter.restored_stop() and same.restored_stop()
+    old = s.state_dict()
+    del old["stop_changed"]  # a checkpoint from before it was kept: its stop stands
+    stricter.load_state_dict(old)
+    assert stricter.restored_stop()
+
+    p = ClusteringSchedule(refine=True, patience=2)
+    p.stop_reason, p.since_lowest = "patience: no new lowest label change in 2 updates", 2
+    for patience, holds in ((2, True), (5, False), (0, False)):
+        q = ClusteringSchedule(refine=True, patience=patience)
+        q.load_state_dict(p.state_dict())
+        assert q.restored_stop() is holds, patience
+
+
 def test_schedule_state_round_trip():
     s = ClusteringSchedule(refine=True)
     s.record(Update("epoch", False, True, "pretrain"), np.array([0, 1, 1]))

@@ -294,7 +294,13 @@ class ClusteringCallback(Callback):
             self.redo_last_update(trainer, pl_module)
             trainer.should_stop = True
             return
-        if pl_module.refining:  # its stop no longer holds (a raised cap): it trains on
+        if pl_module.refining and self.schedule.stop_reason != "max_epochs":
+            # its stop no longer holds (a raised cap, a lower tol, more patience): it trains on
+            log.info(
+                "the checkpoint's refinement had stopped (%s); under this run's settings it "
+                "goes on",
+                self.schedule.stop_reason,
+            )
             self.schedule.stop_reason = "max_epochs"
         centers = pl_module.centers  # DEC's, once its refinement has started
         if self.refine_method == "dec" and centers is not None and len(centers) != self.k_now:

@@ -80,6 +80,7 @@ class ClusteringSchedule:
     lowest_changed: float = math.inf  # the lowest `changed` of this refinement so far
     since_lowest: int = 0  # refinement updates since it was set
     stop_reason: str = "max_epochs"
+    stop_changed: float = math.nan  # the `changed` that met tol (NaN: unknown or not converged)
     last_refresh_step: int | None = None  # refine_steps at the last refreshing update
     epoch_steps: int = 0  # batches in an epoch (seen by after_step)
     stopped: bool = False  # a refinement update decided to stop (not checkpointed)
@@ -180,6 +181,7 @@ class ClusteringSchedule:
 
     def _should_stop(self, changed: float) -> bool:
         if changed < self.tol:  # NaN compares False: the first refinement update never stops
+            self.stop_changed = changed
             self.stop_reason = f"converged: {changed:.2%} of labels changed (< tol {self.tol:.2%})"
             return True
         return self._cap_stop() or self._out_of_patience(changed)
@@ -206,12 +208,18 @@ class ClusteringSchedule:
         return False
 
     def restored_stop(self) -> bool:
-        """Did the checkpoint's refinement stop by a rule that still holds? (Converged and
-        patience do; a step cap does unless it was raised; max_epochs is Lightning's own.)"""
+        """Did the checkpoint's refinement stop by a rule that still holds under this run's
+        settings? A step cap unless it was raised, convergence unless tol was lowered under
+        the change that met it, patience unless it was raised or turned off (max_epochs is
+        Lightning's own). A checkpoint that did not record its change keeps its stop."""
         reason = self.stop_reason
         if reason.startswith("max_iterations"):
             return self.cap_reached
-        return reason.startswith(("converged", "patience"))
+        if reason.startswith("converged"):
+            return math.isnan(self.stop_changed) or self.stop_changed < self.tol
+        if reason.startswith("patience"):
+            return 0 < self.patience <= self.since_lowest
+        return False
 
     # --- checkpointed state ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -221,6 +229,7 @@ class ClusteringSchedule:
             "lowest_changed": self.lowest_changed,
             "since_lowest": self.since_lowest,
             "stop_reason": self.stop_reason,
+            "stop_changed": self.stop_changed,
             "last_refresh_step": -1 if self.last_refresh_step is None else self.last_refresh_step,
         }
 
@@ -230,5 +239,6 @@ class ClusteringSchedule:
         self.lowest_changed = float(state.get("lowest_changed", math.inf))  # 0.2.0 checkpoints
         self.since_lowest = int(state.get("since_lowest", 0))
         self.stop_reason = str(state["stop_reason"])
+        self.stop_changed = float(state.get("stop_changed", math.nan))  # not in older ones
         last = int(state.get("last_refresh_step", -1))  # not in older checkpoints
         self.last_refresh_step = None if last < 0 else last
