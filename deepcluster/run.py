@@ -116,6 +116,26 @@ def cluster_only(cfg: DictConfig, ckpt_path: str, parts, out_dir: Path) -> None:
     parts.callback.schedule.stop_reason = f"cluster_only: {ckpt_path}"
 
 
+def check_checkpoint_fits(cfg: DictConfig, ckpt_path: str, module) -> None:
+    """Refuse a checkpoint whose weights do not fit this model, or whose refinement this
+    config cannot go on with, before anything in the run folder changes (the loggers, an
+    earlier run set aside, config.yaml, weights.ckpt): a refused command leaves it as it was.
+    A copy of the module takes the weights; Lightning loads them again into the real one."""
+    import copy
+
+    import torch
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    probe = copy.deepcopy(module)
+    probe.on_load_checkpoint(ckpt, continuing=cfg.trainer.max_epochs != 0)
+    try:
+        probe.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        if "Error(s) in loading state_dict" not in str(exc):
+            raise
+        raise weights_do_not_fit(cfg, ckpt_path) from exc
+
+
 def keep_weights(ckpt_path: str, ckpt_dir: Path) -> None:
     """A finished checkpoint continued into a new folder trains nothing, so Lightning writes
     no checkpoint there: copy the weights the results came from, which deepcluster-predict
@@ -391,6 +411,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     dm = parts.datamodule.prepare()
     n = dm.num_samples
     check_sizes(cfg, n)
+    if plan.ckpt is not None:
+        check_checkpoint_fits(cfg, plan.ckpt, parts.module)
     loggers = make_loggers(cfg, out_dir)
     succeeded = False
     try:

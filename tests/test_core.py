@@ -241,6 +241,33 @@ def test_a_run_continuing_its_own_checkpoint_keeps_it(tmp_path):
     assert (tmp_path / "previous" / "clusterer.joblib").is_file()
 
 
+@pytest.mark.parametrize("epochs", [0, 2])
+def test_a_checkpoint_that_does_not_fit_is_refused_before_the_folder_changes(
+    compose, tmp_path, epochs
+):
+    """The weights were found not to fit only inside training: by then the folder's earlier
+    run had gone to previous/, config.yaml and weights.ckpt were written, a refused command
+    (status 2, "nothing trained") had changed a finished run's folder."""
+    from deepcluster.errors import ConfigError
+    from deepcluster.run import run
+
+    source, folder = tmp_path / "source", tmp_path / "finished"
+    run(compose(*TINY, f"output_dir={source}"))
+    run(compose(*TINY, f"output_dir={folder}"))
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(ConfigError, match="do not fit the model this config builds"):
+        run(
+            compose(
+                *TINY,
+                "model.code_dim=5",
+                f"trainer.max_epochs={epochs}",
+                f"ckpt_path={source}/checkpoints/last.ckpt",
+                f"output_dir={folder}",
+            )
+        )
+    assert sorted(p.name for p in folder.iterdir()) == before  # no previous/, nothing new
+
+
 def test_clustering_a_runs_own_checkpoint_only_keeps_the_trained_runs_outputs(tmp_path):
     """trainer.max_epochs=0 with the folder's own checkpoint is another reading of the run
     (clusterer=ward, …): it wrote over the trained run's predictions, clusterer and config,
