@@ -290,3 +290,25 @@ def test_sigterm_stops_with_status_1_and_says_how_to_continue(tmp_path):
     assert proc.returncode == 1, stderr[-2000:]
     assert "stopped by SIGTERM at epoch" in stderr and "ckpt_path=last" in stderr
     assert last.is_file() and not (out / "metrics.json").exists()
+
+
+def test_nan_codes_at_a_step_update_are_named_as_divergence_not_a_clustering_failure():
+    """A refinement update every few steps can embed before the loss is next checked (every
+    50 steps): k-means then failed with 'Input contains NaN' and no advice."""
+    from types import SimpleNamespace
+
+    from deepcluster.callbacks import ClusteringCallback
+    from deepcluster.clustering.kmeans import KMeans
+    from deepcluster.clustering.schedule import ClusteringSchedule, Update
+
+    module = DeepClusterModule(CAE())
+    with torch.no_grad():
+        module.model.encoder[0].weight.fill_(float("nan"))
+    images = torch.rand(6, 1, 28, 28)
+    trainer = SimpleNamespace(
+        datamodule=SimpleNamespace(train_images=images), current_epoch=3, global_step=41
+    )
+    callback = ClusteringCallback(KMeans(), k=2, schedule=ClusteringSchedule(refine=True))
+    update = Update("step", False, False, "refine")
+    with pytest.raises(NonFiniteLossError, match=r"codes became NaN .* epoch 3, step 41 \(6 of"):
+        callback._update(trainer, module, update)

@@ -36,6 +36,7 @@ from deepcluster.clustering.label_free import label_free_scores
 from deepcluster.clustering.rotation import code_rms, rotate_and_target
 from deepcluster.clustering.schedule import ClusteringSchedule, Update
 from deepcluster.errors import ConfigError
+from deepcluster.models.module import NonFiniteLossError
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +215,13 @@ class ClusteringCallback(Callback):
         images = trainer.datamodule.train_images  # the device-resident copy when on a GPU
         z = pl_module.embed(images).cpu().numpy()  # (N, d), the module's embed_batch_size
         embed_s = time.perf_counter() - t0
+        bad = ~np.isfinite(z).all(1)
+        if bad.any():  # a step update can come before the loss is next checked: say why here
+            raise NonFiniteLossError(
+                f"the codes became NaN or infinite at epoch {trainer.current_epoch}, step "
+                f"{trainer.global_step} ({int(bad.sum())} of {len(z)} images): the weights "
+                "diverged. Lower optim.lr or check the data."
+            )
         dec_step = (
             self.refine_method == "dec"
             and update.phase == "refine"
