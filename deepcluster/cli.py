@@ -112,6 +112,25 @@ class SweepSummary(Callback):
             )
 
 
+def quote_checkpoint_paths(argv: list[str]) -> list[str]:
+    """`ckpt_path=outputs/k=5,seed=1/<time>/checkpoints/last.ckpt`, as our own run folders
+    are named, is refused by Hydra's grammar (`=` and `,` in a bare value): an existing file
+    is quoted for it. (A value that names no file stays as given: `a,b` may be a sweep.)"""
+    out = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if (
+            key.lstrip("+") == "ckpt_path"
+            and any(c in value for c in "=,")
+            and value[:1] not in ("'", '"')
+            and "'" not in value
+            and Path(value).expanduser().is_file()
+        ):
+            arg = f"{key}='{value}'"
+        out.append(arg)
+    return out
+
+
 def _preflight(argv: list[str]) -> str | None:
     """What Hydra would fail on before our code runs, said plainly."""
     for arg in argv:
@@ -161,6 +180,7 @@ def _preflight(argv: list[str]) -> str | None:
 
 def main() -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
+    sys.argv[1:] = quote_checkpoint_paths(sys.argv[1:])  # Hydra reads sys.argv
     problem = _preflight(sys.argv[1:])
     if problem:
         print(f"error: {problem}.", file=sys.stderr)

@@ -126,3 +126,19 @@ def test_deep_cae_with_ward_writes_dendrogram(tmp_path):
     assert metrics["clusterer"] == "ward" and metrics["model"] == "cae_deep"
     assert metrics["acc"] > 0.5  # four short epochs on digits (seed 0: 0.73); chance is 0.1
     assert (tmp_path / "figures" / "dendrogram.png").stat().st_size > 1000
+
+
+def test_a_checkpoint_in_a_folder_named_by_its_overrides_is_taken_as_given(tmp_path):
+    """Our run folders are named by their overrides (outputs/k=5,seed=1/<time>/…): the
+    README's `ckpt_path=<run>/checkpoints/last.ckpt` was refused by Hydra's grammar."""
+    from deepcluster.cli import quote_checkpoint_paths
+
+    ckpt = tmp_path / "outputs" / "k=5,seed=1" / "2026-12-06_10-00-00" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    assert quote_checkpoint_paths([f"ckpt_path={ckpt}", "k=5"]) == [f"ckpt_path='{ckpt}'", "k=5"]
+    absent = f"ckpt_path={tmp_path}/a=1/last.ckpt"
+    assert quote_checkpoint_paths([absent]) == [absent]  # not a file: as given
+    proc = run_cli(f"ckpt_path={ckpt}", "--cfg", "job", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"ckpt_path: {ckpt}" in proc.stdout
