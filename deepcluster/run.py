@@ -211,13 +211,16 @@ def drop_refused_run_folder(cfg: DictConfig) -> None:
     """A refused command: the error is printed, and the timestamped folder Hydra made for it
     under outputs/ would only be the newest, empty, run a user opens. So it goes, with its
     outputs/<command>/ parent when that was its only run. A folder the user named
-    (hydra.run.dir, output_dir) is theirs and stays."""
+    (hydra.run.dir, output_dir) is theirs and stays; with output_dir, Hydra's own folder
+    under outputs/ (its log and .hydra/ only) goes all the same."""
     hc = hydra_config()
-    if hc is None or cfg.get("output_dir"):
+    if hc is None:
         return
     if any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra):
         return
-    out_dir = output_dir(cfg)
+    out_dir = Path(hc.runtime.output_dir).resolve()
+    if cfg.get("output_dir") and Path(cfg.output_dir).resolve() == out_dir:
+        return
     drop_hydra_only_folder(out_dir)
     parent = out_dir.parent
     if not out_dir.exists() and parent.parent.name == "outputs" and not any(parent.iterdir()):

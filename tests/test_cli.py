@@ -85,6 +85,9 @@ def test_a_refused_command_leaves_no_empty_run_folder(tmp_path):
     named = tmp_path / "mine"
     proc = run_cli("k=1", "logger=none", f"hydra.run.dir={named}", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and (named / ".hydra").is_dir()
+    # output_dir= names where the results go; Hydra's folder under outputs/ goes all the same
+    proc = run_cli("k=1", "logger=none", f"output_dir={tmp_path}/od", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and list((tmp_path / "outputs").rglob("*")) == []
 
 
 def test_missing_data_is_a_short_error(tmp_path):
