@@ -219,6 +219,18 @@ def process_age_at(moment: float) -> float:
     return max(0.0, age_now - (time.perf_counter() - moment))
 
 
+_runs_begun: list[float] = []  # perf_counter() at the start of each run of this process
+
+
+def life_before(started: float) -> float:
+    """Seconds of this process before a run started at `started` that are the run's own: the
+    interpreter and imports for the first run of a process; none for a later job of a sweep
+    (Hydra's default launcher runs every job in one process, one after another)."""
+    if started not in _runs_begun:
+        _runs_begun.append(started)
+    return process_age_at(started) if started == _runs_begun[0] else 0.0
+
+
 def _used_cuda() -> bool:
     import torch
 
@@ -229,7 +241,8 @@ def write_run_info(
     out_dir: Path, callback, started: float, resumed_from: str | None, skipped: list[str]
 ) -> None:
     """What varies between identical runs (timings, memory) lives apart from metrics.json."""
-    wall_s = time.perf_counter() - started + process_age_at(started)
+    before = life_before(started)
+    wall_s = time.perf_counter() - started + before
     own = is_inside(resumed_from, out_dir)
     earlier = callback.earlier_wall_s.get(callback.run_dir) if own else 0.0
     info = {
@@ -239,7 +252,7 @@ def write_run_info(
         "wall_s_total": None if earlier is None else round(wall_s + earlier, 2),
         # process start → training start (interpreter, imports, data, model): with the
         # timings' elapsed_s it gives the time from the command to each clustering
-        "startup_s": round(callback.fit_started - started + process_age_at(started), 2),
+        "startup_s": round(callback.fit_started - started + before, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "resumed_from": resumed_from,
         "skipped_files": len(skipped),

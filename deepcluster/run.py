@@ -381,6 +381,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from deepcluster.models import NonFiniteLossError
 
     started = time.perf_counter()
+    outputs.life_before(started)  # marks this process's first run (a sweep runs several)
     quiet_libraries()
     validate(cfg)
     out_dir = output_dir(cfg)

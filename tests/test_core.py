@@ -492,3 +492,16 @@ def test_an_unwritable_output_folder_names_the_key_that_chose_it(tmp_path):
         check_writable(blocked / "run", cfg)
     with pytest.raises(ConfigError, match=r"Choose another with hydra\.run\.dir=<path>"):
         check_writable(blocked / "run", OmegaConf.create({"output_dir": None}))
+
+
+def test_a_later_run_in_the_same_process_counts_only_its_own_time(compose, tmp_path):
+    """A sweep's jobs run one after another in one process: job N's wall_s and startup_s
+    counted the process's whole life, every job before it included."""
+    from deepcluster.run import run
+
+    run(compose(*TINY, f"output_dir={tmp_path}/a"))
+    t0 = time.perf_counter()
+    run(compose(*TINY, f"output_dir={tmp_path}/b"))
+    took = time.perf_counter() - t0
+    info = json.loads((tmp_path / "b" / "run_info.json").read_text())
+    assert info["wall_s"] <= took + 0.5 and info["startup_s"] <= took
