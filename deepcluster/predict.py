@@ -2,10 +2,12 @@
 
     python -m deepcluster.predict RUN_DIR INPUT… [--out FILE]     (or: deepcluster-predict …)
 
-INPUT: image files (PNG, JPEG, BMP, TIFF) or folders of them. Each image gets the run's
-preprocessing (grey or RGB, resized to its image_size), its code from the run's encoder,
-and the cluster of the run's fitted clusterer: the nearest centre for k-means (and Ward), the
-most probable component for a GMM, after UMAP's `transform` when the run used a manifold.
+INPUT: image files (PNG, JPEG, BMP, TIFF) or folders of them, whatever the run trained on
+(a run on arrays, digits or MNIST takes its new images as image files too). Each image gets
+the run's preprocessing (grey or RGB, resized to its image_size), its code from the run's
+encoder, and the cluster of the run's fitted clusterer: the nearest centre for k-means (and
+Ward), the most probable component for a GMM, after UMAP's `transform` when the run used a
+manifold.
 Writes `path,cluster,code_0,…` as CSV to FILE (default: standard output); a file that cannot
 be read is skipped with a warning naming it, as training skips it. For k-means and
 GMM runs the training images get exactly the run's own clusters; Ward's tree and UMAP's
@@ -40,6 +42,11 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
             if not found:
                 raise PredictError(f"{path}: no image files (PNG, JPEG, BMP, TIFF) in it")
             files += found
+        elif path.is_file() and path.suffix.lower() in (".npy", ".npz"):
+            raise PredictError(
+                f"{path}: predict reads image files, not arrays; save each image as a PNG "
+                "(e.g. PIL.Image.fromarray(x[i]).save(f'new/{i}.png')) and give the folder"
+            )
         elif path.is_file():
             files.append(path)
         else:
@@ -179,9 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.out != "-":
         out = Path(args.out).expanduser()
         if out.is_dir():
-            args.out = str(out / "predictions.csv")
+            out = out / "predictions.csv"
+            args.out = str(out)
         elif not out.parent.is_dir():
             parser.error(f"--out {args.out}: its folder does not exist (create it first)")
+        if out.name == "predictions.csv" and (out.parent / "clusterer.joblib").is_file():
+            parser.error(
+                f"--out {args.out}: that is a run's own predictions.csv (its training images' "
+                f"clusters); write elsewhere, e.g. --out {out.parent / 'new_predictions.csv'}"
+            )
     try:
         predictor = Predictor(args.run_dir)
         images, files = predictor.read(collect_inputs(args.inputs))

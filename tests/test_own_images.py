@@ -176,6 +176,24 @@ def test_predict_errors_are_short(tmp_path, capsys):
     assert "not a finished run folder" in capsys.readouterr().err
 
 
+def test_predict_does_not_write_over_the_runs_own_predictions(tmp_path, capsys):
+    """--out RUN (the folder) replaced the run's training assignments with the new images'."""
+    (tmp_path / "clusterer.joblib").write_bytes(b"")
+    (tmp_path / "predictions.csv").write_text("index,cluster\n0,1\n")
+    for out in (str(tmp_path), str(tmp_path / "predictions.csv")):
+        with pytest.raises(SystemExit) as stop:
+            predict.main([str(tmp_path), str(tmp_path), "--out", out])
+        assert stop.value.code == 2
+        assert "a run's own predictions.csv" in capsys.readouterr().err
+    assert (tmp_path / "predictions.csv").read_text() == "index,cluster\n0,1\n"
+
+
+def test_predict_refuses_arrays_with_what_to_give(tmp_path):
+    np.save(tmp_path / "new.npy", np.zeros((2, 8, 8), dtype=np.uint8))
+    with pytest.raises(predict.PredictError, match="reads image files, not arrays; save each"):
+        predict.collect_inputs([str(tmp_path / "new.npy")])
+
+
 def test_unlabelled_run_writes_label_free_scores_and_no_label_figures(compose, tmp_path):
     folder = tmp_path / "flat"
     folder.mkdir()
