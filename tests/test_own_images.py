@@ -436,6 +436,17 @@ def test_labels_key_asked_of_a_npy_file_is_refused_not_ignored(tmp_path):
     assert ArrayDataModule(path=str(tmp_path / "x.npy")).prepare().labels is None
 
 
+def test_array_labels_keep_their_values_for_the_user(tmp_path):
+    """Labels 3/7/9 or "cat"/"dog" were renumbered 0..C-1 with nothing kept: predictions.csv
+    and the confusion figure showed codes the user never wrote."""
+    x = np.zeros((4, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", images=x, labels=np.array(["dog", "cat", "dog", "cat"]))
+    dm = ArrayDataModule(path=str(tmp_path / "a.npz")).prepare()
+    assert dm.class_names == ["cat", "dog"] and dm.labels.tolist() == [1, 0, 1, 0]
+    np.savez(tmp_path / "b.npz", images=x, labels=np.array([0, 1, 1, 0]))
+    assert ArrayDataModule(path=str(tmp_path / "b.npz")).prepare().class_names is None
+
+
 def test_non_finite_array_values_are_refused(tmp_path):
     x = np.full((4, 28, 28), 0.5)
     x[1, 3, 3] = np.nan

@@ -36,6 +36,7 @@ class ArrayDataModule(ImageDataModule):
             images_key,
             labels_key,
         )
+        self.class_names: list[str] | None = None  # the file's label values, when not 0..C-1
 
     def _read(self) -> tuple[np.ndarray, np.ndarray | None]:
         if self.path.is_dir():
@@ -139,7 +140,9 @@ class ArrayDataModule(ImageDataModule):
             x = np.round(x * 255).astype(np.uint8)
         if labels is not None:
             labels = self._checked(np.asarray(labels).reshape(-1))
-            _, labels = np.unique(labels, return_inverse=True)  # any label values → 0..C-1
+            values, labels = np.unique(labels, return_inverse=True)  # any values → 0..C-1
+            if not np.array_equal(values, np.arange(len(values))):  # 3/7/9, "cat"/"dog": kept
+                self.class_names = [str(v) for v in values]  # for predictions.csv, the figures
         return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), labels
 
     def _checked(self, labels: np.ndarray) -> np.ndarray:
