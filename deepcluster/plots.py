@@ -35,6 +35,18 @@ def project_2d(z: np.ndarray, max_points: int = 5000, seed: int = 0):
     return sub, idx
 
 
+def colour_scale(n: int) -> tuple:
+    """(colormap, vmin, vmax) giving ids 0..n-1 n different colours: tab10/tab20 up to 20,
+    beyond that a continuous map cut into n (tab20 alone repeats colours past 20 ids)."""
+    if n <= 10:
+        cmap = plt.get_cmap("tab10")
+    elif n <= 20:
+        cmap = plt.get_cmap("tab20")
+    else:
+        cmap = plt.get_cmap("turbo", n)
+    return cmap, -0.5, (cmap.N if n <= 20 else n) - 0.5
+
+
 def latent_map(
     z: np.ndarray,
     labels: np.ndarray,
@@ -47,12 +59,14 @@ def latent_map(
     panels = [("cluster", labels)] + ([("class", classes)] if classes is not None else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5), squeeze=False)
     for ax, (what, colour) in zip(axes[0], panels):
-        n = int(colour.max()) + 1
+        cmap, vmin, vmax = colour_scale(int(colour.max()) + 1)
         ax.scatter(
             xy[:, 0],
             xy[:, 1],
             c=colour[idx],
-            cmap="tab20" if n > 10 else "tab10",
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
             s=3,
             alpha=0.7,
             linewidths=0,
@@ -78,7 +92,7 @@ def scores_curve(history: Sequence[dict], path: Path, title: str = "") -> Path:
         ax.axvspan(min(refine) - 0.5, max(refine) + 0.5, color="0.9", label="refinement")
     ax.set_xlabel("epoch")
     ax.set_ylabel("score")
-    ax.set_ylim(min(0, *[h.get("silhouette") or 0 for h in history]), 1)
+    ax.set_ylim(min([0, *(h.get("silhouette") or 0 for h in history)]), 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title or "clustering quality per epoch")

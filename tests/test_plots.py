@@ -52,3 +52,19 @@ def test_acc_vs_k_bars_show_the_seed_count_and_spread(kept, tmp_path):
     # one value per bar: labelled as before, no count
     plots.acc_vs_k(rows[:1] + rows[3:], tmp_path / "b.png")
     assert sorted(t.get_text() for t in kept[1].axes[0].texts) == ["0.840", "0.900"]
+
+
+@pytest.mark.parametrize("k", [3, 15, 50])
+def test_the_latent_map_gives_every_cluster_its_own_colour(kept, tmp_path, k):
+    """tab20 with automatic scaling coloured clusters 0, 1 and 2 alike at k = 50."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(k), 4)
+    plots.latent_map(rng.normal(size=(4 * k, 5)), labels, tmp_path / "m.png")
+    dots = kept[0].axes[0].collections[0]
+    colours = {tuple(np.round(c, 4)) for c in dots.to_rgba(dots.get_array())}
+    assert len(colours) == k
+
+
+def test_the_scores_curve_draws_a_history_without_silhouettes(kept, tmp_path):
+    plots.scores_curve([{"epoch": 0, "acc": 0.5, "silhouette": None}], tmp_path / "s.png")
+    assert kept
