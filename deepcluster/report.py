@@ -227,8 +227,15 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, use_wandb: bool =
         raise FileNotFoundError(f"{sweep_dir} is not a folder; pass a multirun/<date>/<time> dir")
     jobs = job_dirs(sweep_dir)
     if not jobs:
+        single = (sweep_dir / ".hydra" / "overrides.yaml").is_file()
         raise FileNotFoundError(
-            f"no Hydra job folders (with .hydra/overrides.yaml) under {sweep_dir}; "
+            (
+                f"{sweep_dir} is a single run, not a sweep: its results are its metrics.json "
+                "and figures/. The report compares the jobs of a sweep: pass the folder a "
+                "`python -m deepcluster -m …` sweep printed (multirun/<date>/<time>)"
+            )
+            if single
+            else f"no Hydra job folders (with .hydra/overrides.yaml) under {sweep_dir}; "
             "pass the folder a `python -m deepcluster -m …` sweep printed"
         )
     out_dir = Path(out_dir or sweep_dir)

@@ -85,6 +85,10 @@ def test_report_logs_to_wandb_offline(sweep, monkeypatch):
 def test_report_on_a_folder_without_jobs_is_a_clear_error(tmp_path, capsys):
     assert report_main([str(tmp_path)]) == 2
     assert "no Hydra job folders" in capsys.readouterr().err
+    (tmp_path / ".hydra").mkdir()  # a single run's folder: said so, not "no job folders"
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- k=3\n")
+    assert report_main([str(tmp_path)]) == 2
+    assert "is a single run, not a sweep" in capsys.readouterr().err
 
 
 def test_sweep_job_is_its_own_wandb_run_grouped_and_tagged(compose, tmp_path, monkeypatch):
