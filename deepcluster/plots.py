@@ -94,7 +94,8 @@ def scores_curve(history: Sequence[dict], path: Path, title: str = "") -> Path:
     ax.set_ylabel("score")
     ax.set_ylim(min([0, *(h.get("silhouette") or 0 for h in history)]), 1)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title or "clustering quality per epoch")
     return _save(fig, path)
 
