@@ -125,15 +125,21 @@ def check_checkpoint_fits(cfg: DictConfig, ckpt_path: str, module) -> None:
 
     import torch
 
+    from deepcluster.callbacks.clustering import dec_centres_differ
+
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     probe = copy.deepcopy(module)
-    probe.on_load_checkpoint(ckpt, continuing=cfg.trainer.max_epochs != 0)
+    continuing = cfg.trainer.max_epochs != 0
+    probe.on_load_checkpoint(ckpt, continuing=continuing)
     try:
         probe.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         if "Error(s) in loading state_dict" not in str(exc):
             raise
         raise weights_do_not_fit(cfg, ckpt_path) from exc
+    centres = probe.centers  # DEC's, inside its refinement
+    if continuing and centres is not None and cfg.k != "auto" and len(centres) != int(cfg.k):
+        raise dec_centres_differ(int(cfg.k), len(centres))
 
 
 def keep_weights(ckpt_path: str, ckpt_dir: Path) -> None:

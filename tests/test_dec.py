@@ -177,6 +177,7 @@ def test_dec_run_resumed_inside_refinement_equals_the_uninterrupted_run(compose,
                 f"ckpt_path={part}/checkpoints/last.ckpt",
             )
         )
+    assert list((tmp_path / "k3").iterdir()) == []  # refused before anything was written
     # the other method cannot go on with DEC's targets: it says so, and how to go on
     with pytest.raises(ConfigError, match="resume with refine.method=dec"):
         run(

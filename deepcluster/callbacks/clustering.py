@@ -40,8 +40,18 @@ from deepcluster.models.module import NonFiniteLossError
 
 log = logging.getLogger(__name__)
 
+
 Clusterer = Callable[[np.ndarray, int], ClusterResult]
 Manifold = Callable[[np.ndarray], np.ndarray]  # codes (N, d) → embedding (N, m)
+
+
+def dec_centres_differ(k: int, centres: int) -> ConfigError:
+    """A DEC checkpoint inside refinement continued with another k (checked before the run
+    folder changes where k is given; here too for k=auto)."""
+    return ConfigError(
+        f"k={k}, but the checkpoint is inside DEC's refinement with {centres} centres: "
+        f"resume with k={centres}, or start k={k} from a checkpoint of the pretraining"
+    )
 
 
 class ClusteringCallback(Callback):
@@ -312,11 +322,7 @@ class ClusteringCallback(Callback):
             self.schedule.stop_reason = "max_epochs"
         centers = pl_module.centers  # DEC's, once its refinement has started
         if self.refine_method == "dec" and centers is not None and len(centers) != self.k_now:
-            raise ConfigError(
-                f"k={self.k_now}, but the checkpoint is inside DEC's refinement with "
-                f"{len(centers)} centres: resume with k={len(centers)}, or start k={self.k_now} "
-                "from a checkpoint of the pretraining"
-            )
+            raise dec_centres_differ(self.k_now, len(centers))  # k=auto: known only now
         update = self.schedule.at_train_start(trainer.current_epoch, pl_module.refining)
         if update is not None:
             info = self._update(trainer, pl_module, update)
