@@ -138,7 +138,7 @@ def write_results(out_dir: Path, callback, datamodule) -> None:
     columns["cluster"] = labels
     if datamodule.labels is not None:
         columns["label"] = datamodule.labels
-        names = getattr(datamodule, "class_names", None)  # a folder's class folders
+        names = getattr(datamodule, "class_names", None)  # class folders, or label values
         if names is not None:
             columns["class"] = np.asarray(names, dtype=object)[datamodule.labels]
     import pandas as pd
