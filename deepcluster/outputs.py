@@ -219,16 +219,17 @@ def process_age_at(moment: float) -> float:
     return max(0.0, age_now - (time.perf_counter() - moment))
 
 
-_runs_begun: list[float] = []  # perf_counter() at the start of each run of this process
+_first_run_started: float | None = None  # perf_counter() at this process's first run
 
 
 def life_before(started: float) -> float:
     """Seconds of this process before a run started at `started` that are the run's own: the
     interpreter and imports for the first run of a process; none for a later job of a sweep
     (Hydra's default launcher runs every job in one process, one after another)."""
-    if started not in _runs_begun:
-        _runs_begun.append(started)
-    return process_age_at(started) if started == _runs_begun[0] else 0.0
+    global _first_run_started
+    if _first_run_started is None:
+        _first_run_started = started
+    return process_age_at(started) if started == _first_run_started else 0.0
 
 
 def _used_cuda() -> bool:

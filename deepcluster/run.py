@@ -105,15 +105,21 @@ def cluster_only(cfg: DictConfig, ckpt_path: str, parts, out_dir: Path) -> None:
     kept = {key: ckpt[key] for key in ("state_dict", "epoch", "refinement") if key in ckpt}
     torch.save({**kept, "source": str(Path(ckpt_path).resolve())}, out_dir / "weights.ckpt")
     # moves 0.1's buffers out of the weights; any refine.method reads any checkpoint here
-    parts.module.on_load_checkpoint(ckpt, continuing=False)
+    load_weights(cfg, ckpt_path, ckpt, parts.module, continuing=False)
+    cluster_once(parts, int(ckpt.get("epoch", 0)))
+    parts.callback.schedule.stop_reason = f"cluster_only: {ckpt_path}"
+
+
+def load_weights(cfg: DictConfig, ckpt_path: str, ckpt: dict, module, continuing: bool) -> None:
+    """The checkpoint's refinement state and weights into `module`; weights of other shapes
+    are refused, naming the keys to give (weights_do_not_fit)."""
+    module.on_load_checkpoint(ckpt, continuing=continuing)
     try:
-        parts.module.load_state_dict(ckpt["state_dict"])
+        module.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         if "Error(s) in loading state_dict" not in str(exc):
             raise
         raise weights_do_not_fit(cfg, ckpt_path) from exc
-    cluster_once(parts, int(ckpt.get("epoch", 0)))
-    parts.callback.schedule.stop_reason = f"cluster_only: {ckpt_path}"
 
 
 def check_checkpoint_fits(cfg: DictConfig, ckpt_path: str, module) -> None:
@@ -130,13 +136,7 @@ def check_checkpoint_fits(cfg: DictConfig, ckpt_path: str, module) -> None:
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     probe = copy.deepcopy(module)
     continuing = cfg.trainer.max_epochs != 0
-    probe.on_load_checkpoint(ckpt, continuing=continuing)
-    try:
-        probe.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        if "Error(s) in loading state_dict" not in str(exc):
-            raise
-        raise weights_do_not_fit(cfg, ckpt_path) from exc
+    load_weights(cfg, ckpt_path, ckpt, probe, continuing)
     centres = probe.centers  # DEC's, inside its refinement
     if continuing and centres is not None and cfg.k != "auto" and len(centres) != int(cfg.k):
         raise dec_centres_differ(int(cfg.k), len(centres))
@@ -443,11 +443,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             cluster_only(cfg, plan.ckpt, parts, out_dir)
         else:
             try:  # weights_only: resuming never unpickles arbitrary code from a checkpoint
+                # (weights that do not fit were refused by check_checkpoint_fits above)
                 trainer.fit(parts.module, datamodule=dm, ckpt_path=plan.ckpt, weights_only=True)
-            except RuntimeError as exc:
-                if plan.ckpt is None or "Error(s) in loading state_dict" not in str(exc):
-                    raise
-                raise weights_do_not_fit(cfg, plan.ckpt) from exc
             except SIGTERMException:
                 # Lightning's SIGTERM handler raises a SystemExit without a code: status 0,
                 # and a reproduction or a scheduler would take the run for finished
