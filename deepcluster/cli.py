@@ -62,11 +62,10 @@ def _hydra_main(cfg: DictConfig) -> float:
         if not is_multirun():
             if not isinstance(exc, DeepClusterError):
                 raise  # a bug, not bad input: keep the traceback
+            print(f"error: {exc}", file=sys.stderr, flush=True)
             if isinstance(exc, TrainingError):  # it started: its folder stays, the log says why
                 log.error("%s", exc)
-                print(f"error: {exc}", file=sys.stderr, flush=True)
                 sys.exit(1)
-            print(f"error: {exc}", file=sys.stderr, flush=True)
             drop_refused_run_folder(cfg)
             sys.exit(2)
         # one bad job must not stop the sweep: leave a marker the report can read
