@@ -122,16 +122,21 @@ def load_weights(cfg: DictConfig, ckpt_path: str, ckpt: dict, module, continuing
         raise weights_do_not_fit(cfg, ckpt_path) from exc
 
 
-def check_checkpoint_fits(cfg: DictConfig, ckpt_path: str, module) -> None:
+def check_checkpoint_fits(cfg: DictConfig, ckpt_path: str, module, images: dict) -> None:
     """Refuse a checkpoint whose weights do not fit this model, or whose refinement this
-    config cannot go on with, before anything in the run folder changes (the loggers, an
-    earlier run set aside, config.yaml, weights.ckpt): a refused command leaves it as it was.
-    A copy of the module takes the weights; Lightning loads them again into the real one."""
+    config cannot go on with (another DEC k; other `images` than its targets' rows), before
+    anything in the run folder changes (the loggers, an earlier run set aside, config.yaml,
+    weights.ckpt): a refused command leaves it as it was. A copy of the module takes the
+    weights; Lightning loads them again into the real one."""
     import copy
 
     import torch
 
-    from deepcluster.callbacks.clustering import dec_centres_differ
+    from deepcluster.callbacks.clustering import (
+        dec_centres_differ,
+        images_differ,
+        refinement_on_other_images,
+    )
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     probe = copy.deepcopy(module)
@@ -140,6 +145,15 @@ def check_checkpoint_fits(cfg: DictConfig, ckpt_path: str, module) -> None:
     centres = probe.centers  # DEC's, inside its refinement
     if continuing and centres is not None and cfg.k != "auto" and len(centres) != int(cfg.k):
         raise dec_centres_differ(int(cfg.k), len(centres))
+    if not (continuing and probe.refining):
+        return
+    states = [v for key, v in ckpt.get("callbacks", {}).items() if "ClusteringCallback" in key]
+    before = states[0].get("data") if states else None
+    if before is None:  # a checkpoint older than the identity: its targets' rows
+        before = {"images": len(probe.targets)}
+    what = images_differ(before, images)
+    if what is not None:
+        raise refinement_on_other_images(what)
 
 
 def keep_weights(ckpt_path: str, ckpt_dir: Path) -> None:
@@ -422,7 +436,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     n = dm.num_samples
     check_sizes(cfg, n)
     if plan.ckpt is not None:
-        check_checkpoint_fits(cfg, plan.ckpt, parts.module)
+        check_checkpoint_fits(cfg, plan.ckpt, parts.module, dm.identity())
     loggers = make_loggers(cfg, out_dir)
     succeeded = False
     try:

@@ -98,6 +98,32 @@ def test_array_npz_with_labels_and_npy_float_without(tmp_path):
         ArrayDataModule(path=str(tmp_path / "c.npy")).prepare()
 
 
+def test_rgba_arrays_are_laid_on_the_background_as_a_folder_is(tmp_path):
+    """Alpha was dropped: a black drawing on a transparent page (0, 0, 0, 0 there) read as one
+    black square, while the same images as PNGs (and deepcluster-predict) read black on white."""
+    from PIL import Image
+
+    glyphs = np.zeros((3, 28, 28, 4), dtype=np.uint8)
+    glyphs[:, 4:24, 12:16, 3] = 255  # opaque black bars on transparent pages
+    glyphs[1, 4:24, 12:16, :3] = 200  # a grey bar
+    glyphs[2, :, :, 3] = 128  # a half-transparent black page
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, g in enumerate(glyphs):
+        Image.fromarray(g, "RGBA").save(folder / f"{i}.png")
+    np.save(tmp_path / "glyphs.npy", glyphs)
+    np.save(tmp_path / "floats.npy", glyphs / 255.0)
+    as_files = FolderDataModule(path=str(folder)).prepare().images
+    for name in ("glyphs.npy", "floats.npy"):
+        arr = ArrayDataModule(path=str(tmp_path / name)).prepare().images
+        assert arr[0, 0, 0, 0] == 255 and arr[0, 0, 14, 14] == 0  # white page, black bar
+        assert torch.equal(arr, as_files)
+    on_black = ArrayDataModule(path=str(tmp_path / "glyphs.npy"), background="black").prepare()
+    assert int(on_black.images[0].max()) == 0
+    with pytest.raises(ValueError, match="dataset.background='grey'"):
+        ArrayDataModule(path=str(tmp_path / "glyphs.npy"), background="grey")
+
+
 def test_identical_images_are_warned_of_not_scored_blank(compose, tmp_path, caplog, capsys):
     # it finished "converged" with an empty line: "deepcluster:  (array, k=3, …)"
     np.save(tmp_path / "flat.npy", np.full((40, 28, 28), 0.5))
@@ -630,17 +656,26 @@ def test_resuming_on_a_folder_that_changed_is_refused_inside_refinement(
     renamed = tmp_path / "renamed"
     shutil.copytree(labelled_folder, renamed)
     (renamed / "discs" / "00.png").rename(renamed / "discs" / "zz.png")
+    config_before = (first / "config.yaml").read_text()
+    files_before = sorted(p.relative_to(first) for p in first.rglob("*"))
     for folder, what in ((added, "24 images, this data 25"), (renamed, "other files")):
-        with pytest.raises(ConfigError, match=f"inside a refinement made on other images.*{what}"):
-            run(
-                compose(
-                    *common,
-                    f"dataset.path={folder}",
-                    "trainer.max_epochs=3",
-                    f"ckpt_path={refining}",
-                    f"output_dir={tmp_path / folder.name}",
+        for out in (tmp_path / folder.name, first):  # a new folder; in place (ckpt_path=last)
+            with pytest.raises(
+                ConfigError, match=f"inside a refinement made on other images.*{what}"
+            ):
+                run(
+                    compose(
+                        *common,
+                        f"dataset.path={folder}",
+                        "trainer.max_epochs=3",
+                        f"ckpt_path={refining}",
+                        f"output_dir={out}",
+                    )
                 )
-            )
+    # refused before the folder changed: config.yaml (what predict rebuilds) still names the
+    # images the run was trained on, and nothing was set aside or added
+    assert (first / "config.yaml").read_text() == config_before
+    assert sorted(p.relative_to(first) for p in first.rglob("*")) == files_before
     pretrained = tmp_path / "pre"
     run(
         compose(

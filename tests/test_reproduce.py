@@ -26,6 +26,13 @@ def test_every_published_setting_is_there():
     assert {"B/mnist", "B/mnist_test", "N2D/mnist", "N2D/fashion", "N2D/mnist_test"} <= names
 
 
+def test_every_run_has_a_folder_of_its_own():
+    """Folder names flatten a setting's "/" to "-": two settings must not share one (the
+    second would take the first's metrics.json for its own)."""
+    runs = [s.run_key(seed, quick) for s in SETTINGS for seed in (0, 1, 12) for quick in (0, 1)]
+    assert len(set(runs)) == len(runs)
+
+
 def test_seeds_parse_as_a_count_or_a_list():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,4") == [0, 4]
     assert parse_seeds("0,0,4") == [0, 4]  # one folder, one run

@@ -54,6 +54,26 @@ def dec_centres_differ(k: int, centres: int) -> ConfigError:
     )
 
 
+def images_differ(before: dict[str, Any] | None, now: dict[str, Any] | None) -> str | None:
+    """How this data differs from the images a checkpoint's per-image state was made for
+    (ImageDataModule.identity of each), or None where they are the same or either is unknown."""
+    if before is None or now is None or all(before.get(key) == now.get(key) for key in before):
+        return None
+    if before["images"] != now["images"]:
+        return f"{before['images']} images, this data {now['images']}"
+    return f"{now['images']} images both, but other files or another order"
+
+
+def refinement_on_other_images(what: str) -> ConfigError:
+    """A checkpoint inside refinement resumed on other images (checked before the run folder
+    changes; here too for a Trainer driven without deepcluster.run)."""
+    return ConfigError(
+        f"the checkpoint is inside a refinement made on other images ({what}): its targets are "
+        "rows in those images' order. Resume with the data it was trained on (a folder as it "
+        "was then), or start a new refinement from a checkpoint of the pretraining"
+    )
+
+
 class ClusteringCallback(Callback):
     """Args:
     clusterer: callable (z (N, d), k) → ClusterResult.
@@ -275,26 +295,15 @@ class ClusteringCallback(Callback):
         dataset) they would index past the end or, worse, belong to other images. Inside a
         refinement that is refused; before it, the weights go on and the old labels are
         dropped (the next update is not compared with them)."""
-        now, before = self.data_identity, self.restored_identity
-        if now is None:
-            return
+        before = self.restored_identity
         if before is None:  # a checkpoint older than the identity: its rows' count only
             rows = pl_module.targets if pl_module.refining else self.labels
             before = None if rows is None else {"images": len(rows)}
-        if before is None or all(before.get(key) == now.get(key) for key in before):
+        what = images_differ(before, self.data_identity)
+        if what is None:
             return
-        what = (
-            f"{before['images']} images, this data {now['images']}"
-            if before["images"] != now["images"]
-            else f"{now['images']} images both, but other files or another order"
-        )
         if pl_module.refining:
-            raise ConfigError(
-                f"the checkpoint is inside a refinement made on other images ({what}): its "
-                "targets are rows in those images' order. Resume with the data it was trained "
-                "on (a folder as it was then), or start a new refinement from a checkpoint of "
-                "the pretraining"
-            )
+            raise refinement_on_other_images(what)
         log.warning(
             "the checkpoint was trained on other images (%s): its weights go on; its last "
             "clustering is not compared with this data's",

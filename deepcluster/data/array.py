@@ -1,7 +1,8 @@
 """Images from a NumPy file: `.npy` (images only) or `.npz` (images, optional labels).
 
-Shapes (N, H, W) or (N, H, W, C) with C = 1, 3 or 4 (alpha dropped); uint8, or float in
-[0, 1]. They are converted to dataset.channels and resized to dataset.image_size once.
+Shapes (N, H, W) or (N, H, W, C) with C = 1, 3 or 4 (RGBA: laid on `background`, as a folder's
+transparent images are); uint8, or float in [0, 1]. They are converted to dataset.channels and
+resized to dataset.image_size once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from deepcluster.data.base import ImageDataModule
+from deepcluster.data.folder import BACKGROUNDS
 from deepcluster.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -26,11 +28,18 @@ class ArrayDataModule(ImageDataModule):
         path: str | None = None,
         images_key: str = "images",
         labels_key: str = "labels",
+        background: str = "white",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         if not path:
             raise ValueError("dataset.path is not set: give dataset.path=<file.npy or file.npz>")
+        if background not in BACKGROUNDS:
+            raise ValueError(
+                f"dataset.background={background!r}: give one of {', '.join(BACKGROUNDS)} (what "
+                "an RGBA image's see-through pixels become)"
+            )
+        self.background = background
         self.path, self.images_key, self.labels_key = (
             Path(path).expanduser(),
             images_key,
@@ -120,7 +129,6 @@ class ArrayDataModule(ImageDataModule):
                 f"{self.path}: images of shape {x.shape}; expected (N, H, W) or "
                 "(N, H, W, C) with C = 1, 3 or 4"
             )
-        x = x[..., :3]  # drop an alpha channel
         if x.dtype != np.uint8:
             if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
                 raise DataError(
@@ -138,12 +146,22 @@ class ArrayDataModule(ImageDataModule):
                     f"(found {x.min()} … {x.max()}){hint}"
                 )
             x = np.round(x * 255).astype(np.uint8)
+        if x.shape[-1] == 4:
+            x = self._flattened(x)
         if labels is not None:
             labels = self._checked(np.asarray(labels).reshape(-1))
             values, labels = np.unique(labels, return_inverse=True)  # any values → 0..C-1
             if not np.array_equal(values, np.arange(len(values))):  # 3/7/9, "cat"/"dog": kept
                 self.class_names = [str(v) for v in values]  # for predictions.csv, the figures
         return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), labels
+
+    def _flattened(self, rgba: np.ndarray) -> np.ndarray:
+        """RGBA laid on the background, as the folder reader (and deepcluster-predict) lays a
+        transparent image: dropping alpha would keep the colour its see-through pixels hide
+        (often black: a black drawing on a transparent page would read as one black square)."""
+        alpha = rgba[..., 3:].astype(np.float32) / 255
+        page = np.float32(BACKGROUNDS[self.background])
+        return np.round(rgba[..., :3] * alpha + page * (1 - alpha)).astype(np.uint8)
 
     def _checked(self, labels: np.ndarray) -> np.ndarray:
         """Labels only score, so a broken one must not score silently: NaN would become a
