@@ -156,6 +156,15 @@ def check_checkpoint_fits(cfg: DictConfig, ckpt_path: str, module, images: dict)
         raise refinement_on_other_images(what)
 
 
+def last_checkpoint(ckpt_dir: Path) -> str:
+    """What a run that stopped early leaves to continue from (SIGTERM, a NaN loss): one
+    sentence, the same for every way of stopping."""
+    last = ckpt_dir / "last.ckpt"
+    if not last.exists():
+        return "No checkpoint had been written yet."
+    return f"Its last checkpoint is kept ({last}): ckpt_path=last continues from it."
+
+
 def keep_weights(ckpt_path: str, ckpt_dir: Path) -> None:
     """A finished checkpoint continued into a new folder trains nothing, so Lightning writes
     no checkpoint there: copy the weights the results came from, which deepcluster-predict
@@ -462,25 +471,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             except SIGTERMException:
                 # Lightning's SIGTERM handler raises a SystemExit without a code: status 0,
                 # and a reproduction or a scheduler would take the run for finished
-                last = ckpt_dir / "last.ckpt"
                 raise RunStopped(
                     f"stopped by SIGTERM at epoch {trainer.current_epoch}, step "
-                    f"{trainer.global_step}: no results. "
-                    + (
-                        f"Its last checkpoint ({last}) continues with ckpt_path=last "
-                        "and the same command"
-                        if last.exists()
-                        else "No checkpoint had been written yet"
-                    )
+                    f"{trainer.global_step}: no results. {last_checkpoint(ckpt_dir)}"
                 ) from None
             except NonFiniteLossError as exc:
-                last = ckpt_dir / "last.ckpt"
-                kept = (
-                    f" The last good checkpoint is kept: {last}."
-                    if last.exists()
-                    else " No checkpoint had been written yet."
-                )
-                raise NonFiniteLossError(f"{exc}{kept}") from None
+                raise NonFiniteLossError(f"{exc} {last_checkpoint(ckpt_dir)}") from None
             if parts.callback.last_codes is None and trainer.is_global_zero:
                 # the checkpoint had reached max_epochs already (its run stopped after the
                 # last checkpoint, before its results): nothing trains; its last update,

@@ -194,6 +194,7 @@ def test_nan_loss_stops_with_clear_message(tmp_path):
     assert proc.returncode == 1
     assert "the training loss became nan at epoch 0, step" in proc.stderr
     assert proc.stderr.count("the training loss became nan") == 1  # said once
+    assert "No checkpoint had been written yet." in proc.stderr  # as a stopped run says it
     assert "Traceback" not in proc.stderr
     (log,) = (tmp_path / "outputs").rglob("cli.log")
     assert "the training loss became nan" in log.read_text()
@@ -288,7 +289,8 @@ def test_sigterm_stops_with_status_1_and_says_how_to_continue(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr[-2000:]
-    assert "stopped by SIGTERM at epoch" in stderr and "ckpt_path=last" in stderr
+    assert "stopped by SIGTERM at epoch" in stderr
+    assert f"Its last checkpoint is kept ({last}): ckpt_path=last continues" in stderr
     assert last.is_file() and not (out / "metrics.json").exists()
 
 
