@@ -50,3 +50,17 @@ def test_bad_input():
     x[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         ward(x, 3)
+
+
+@pytest.mark.parametrize("k", [3, 5, 7, 10])
+def test_tied_merge_heights_still_give_k_clusters(k):
+    """Duplicated codes (a saturated Sigmoid layer gives them) tie merge heights: a height
+    threshold (fcluster maxclust) then cut 16 distinct codes into 2, 4 or 8 clusters for k = 3,
+    5, 7, 10, and each missing cluster got a centre at the origin, where new images went."""
+    corners = np.array([[int(b) for b in f"{i:04b}"] for i in range(16)], dtype=float)
+    z = np.repeat(corners, 50, axis=0)
+    res = ward(z, k)
+    assert np.bincount(res.labels, minlength=k).min() > 0 and res.labels.max() == k - 1
+    np.testing.assert_allclose(res.centers, cluster_means(z, res.labels, k))
+    # every cluster is whole copies of corners: duplicates are never split while others merge
+    assert all(len(np.unique(res.labels[i * 50 : (i + 1) * 50])) == 1 for i in range(16))

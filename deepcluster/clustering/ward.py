@@ -12,7 +12,6 @@ import time
 
 import fastcluster
 import numpy as np
-from scipy.cluster.hierarchy import fcluster
 
 from deepcluster.clustering.base import (
     ClusterResult,
@@ -36,10 +35,19 @@ def ward_linkage(z: np.ndarray) -> np.ndarray:
 
 
 def cut(linkage: np.ndarray, k: int) -> np.ndarray:
-    """Labels (N,) int64 in [0, k) from cutting the tree into (at most) k clusters."""
-    raw = fcluster(linkage, t=k, criterion="maxclust")  # 1-based cluster ids
-    _, labels = np.unique(raw, return_inverse=True)
-    return labels.astype(np.int64)
+    """Labels (N,) int64 in [0, k): the tree as it stood after its first N - k merges, so
+    exactly k clusters. (A height threshold, scipy's fcluster(maxclust), gives fewer where
+    merge heights tie — duplicated or saturated codes — and the missing clusters would get
+    centres at the origin.) Ties are broken by the linkage's merge order."""
+    n = len(linkage) + 1
+    kept = linkage[: n - k, :2].astype(np.int64)  # merge i made node n + i of these two
+    merged = np.zeros(2 * n - k, dtype=bool)
+    merged[kept.ravel()] = True
+    labels = np.full(2 * n - k, -1, dtype=np.int64)
+    labels[~merged] = np.arange(k)  # the k nodes no kept merge joined further
+    for i in range(n - k - 1, -1, -1):  # a node's label passes down to the two it joined
+        labels[kept[i]] = labels[n + i]
+    return labels[:n]
 
 
 def ward(z: np.ndarray, k: int) -> ClusterResult:
