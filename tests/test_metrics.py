@@ -86,3 +86,20 @@ def test_seed_agreement_is_label_permutation_free_and_falls_with_disagreement():
     assert np.isnan(seed_agreement([a]))
     with pytest.raises(ValueError, match="different sizes"):
         seed_agreement([a, a[:-1]])
+
+
+def test_label_free_scores_are_nan_where_undefined_not_an_error():
+    """k = N passes check_k (each point its own cluster is a partition), but scikit-learn's
+    silhouette and Calinski–Harabasz raise on it; one cluster has no score either."""
+    import math
+
+    from deepcluster.clustering.kmeans import kmeans
+    from deepcluster.clustering.label_free import label_free_scores
+
+    z = np.random.default_rng(0).normal(size=(6, 3))
+    res = kmeans(z, 6)
+    scores = label_free_scores(z, res.labels, res.objective)
+    assert math.isnan(scores["silhouette"]) and math.isnan(scores["calinski_harabasz"])
+    assert math.isnan(label_free_scores(z, np.zeros(6, dtype=int))["davies_bouldin"])
+    scores = label_free_scores(z, np.array([0, 0, 0, 1, 1, 2]))
+    assert -1 <= scores["silhouette"] <= 1 and scores["calinski_harabasz"] > 0

@@ -27,13 +27,19 @@ SILHOUETTE_SAMPLE = 10_000
 
 def silhouette(z: np.ndarray, labels: np.ndarray, sample: int = SILHOUETTE_SAMPLE, seed: int = 0):
     """Mean silhouette (Euclidean) of a fixed random sample of at most `sample` points."""
-    if len(np.unique(labels)) < 2:
+    if not scorable(labels):
         return math.nan
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(z), size=min(sample, len(z)), replace=False)
-    if len(np.unique(labels[idx])) < 2:
+    if not scorable(labels[idx]):
         return math.nan
     return float(silhouette_score(z[idx], labels[idx]))
+
+
+def scorable(labels: np.ndarray) -> bool:
+    """The scores compare clusters with each other and points with their cluster: they need
+    2 to N - 1 clusters (k = N, each point alone, is a valid partition with no score)."""
+    return 2 <= len(np.unique(labels)) < len(labels)
 
 
 def label_free_scores(
@@ -41,7 +47,7 @@ def label_free_scores(
 ) -> dict[str, float]:
     """silhouette, calinski_harabasz (higher is better), davies_bouldin (lower), objective."""
     z = np.asarray(z, dtype=np.float64)
-    several = len(np.unique(labels)) >= 2
+    several = scorable(labels)
     return {
         "silhouette": silhouette(z, labels, seed=seed),
         "calinski_harabasz": float(calinski_harabasz_score(z, labels)) if several else math.nan,
