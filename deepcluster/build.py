@@ -24,6 +24,7 @@ def instantiate(
     complaints → ConfigError naming the group."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     if node is None or node.get("_target_") is None:
         return None
@@ -34,7 +35,7 @@ def instantiate(
         cause = exc.__cause__
         if isinstance(cause, DeepClusterError):
             raise cause from None
-        if isinstance(cause, (ValueError, TypeError)):
+        if isinstance(cause, (ValueError, TypeError, MisconfigurationException)):
             raise ConfigError(f"{group}={node.get('name', node._target_)}: {cause}") from None
         if isinstance(cause, ImportError):
             raise ConfigError(f"{group}: cannot import {node._target_} ({cause})") from None
@@ -135,11 +136,14 @@ def build_parts(cfg: DictConfig) -> Parts:
     return Parts(datamodule, module, callback, clusterer, manifold)
 
 
-def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, out_dir: Path):
+def build_trainer(cfg: DictConfig, callbacks: list, out_dir: Path):
+    """The Trainer, without loggers: a trainer option Lightning refuses (devices=0, a strategy
+    it does not know) is a ConfigError before any logger has made a folder or a W&B run; the
+    caller hands it the loggers after (trainer.loggers)."""
     return instantiate(
         cfg.trainer,
         "trainer",
         callbacks=callbacks,
-        logger=loggers or False,
+        logger=False,
         default_root_dir=cfg.trainer.get("default_root_dir") or str(out_dir),
     )

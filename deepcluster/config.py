@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from deepcluster.errors import ConfigError
 
@@ -130,7 +130,15 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "k_search.min": (at_least(2), "an integer >= 2"),
     "k_search.criterion": (one_of("silhouette", "bic", "ward_gap"),
                            "one of silhouette, bic, ward_gap"),
-    "seed": (at_least(0), "an integer >= 0"),
+    "seed": (lambda v: at_least(0)(v) and v < 2**32,
+             "an integer in 0 … 4294967295 (NumPy's seed range)"),
+    "trainer.precision": (lambda v: str(v) in PRECISIONS,
+                          "32-true (default) or bf16-mixed (bfloat16 autocast, float32 weights; "
+                          "16-mixed on a GPU): the *-true precisions cast the weights, which the "
+                          "clustering's float32 codes, rotation and targets do not match"),
+    "model.channels": (lambda v: isinstance(v, ListConfig) and len(v) == 3
+                       and all(at_least(1)(c) for c in v),
+                       "three widths, one per convolution, e.g. [32, 64, 128]"),
     "pretrain_epochs": (at_least(0), "an integer >= 0 (reconstruction epochs before refinement)"),
     "cluster_every_n_epochs": (at_least(1), "an integer >= 1"),
     "trainer.max_epochs": (at_least(0), "an integer >= 0 (the schedule counts epochs; 0: "
@@ -165,6 +173,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                                           "where refinement starts and at the last epoch)"),
 }  # fmt: skip
 
+
+# what Lightning accepts that training and clustering both handle (its aliases included)
+PRECISIONS = {"32", "32-true", "bf16-mixed", "bf16", "16-mixed", "16"}
 
 # keys that are never null: the schedule counts epochs (pretraining, refinement, cadences), so
 # trainer.max_epochs=null (Lightning's "stop by max_steps") has no meaning here
@@ -205,6 +216,14 @@ def validate(cfg: DictConfig) -> None:
         f"k_search.max={cfg.k_search.max} must be >= k_search.min={cfg.k_search.min}",
     )
     _check_method_options(cfg.refine)
+    for model_key, data_key in (("image_size", "image_size"), ("in_channels", "channels")):
+        mine, theirs = cfg.model.get(model_key), cfg.dataset.get(data_key)
+        require(
+            mine is None or theirs is None or mine == theirs,
+            f"model.{model_key}={mine!r} differs from dataset.{data_key}={theirs!r}, the images "
+            f"the model would be fed: set dataset.{data_key}={mine!r} instead (the dataset "
+            "resizes or converts its images, and the model follows it)",
+        )
     from deepcluster.models.base import ACTIVATIONS
 
     name = cfg.activation.name

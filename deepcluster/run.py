@@ -446,10 +446,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_sizes(cfg, n)
     if plan.ckpt is not None:
         check_checkpoint_fits(cfg, plan.ckpt, parts.module, dm.identity())
+    trainer = build_trainer(cfg, [parts.callback, checkpoint], out_dir)
     loggers = make_loggers(cfg, out_dir)
+    trainer.loggers = loggers
     succeeded = False
     try:
-        trainer = build_trainer(cfg, [parts.callback, checkpoint], loggers, out_dir)
         if trainer.is_global_zero:  # only now: a run refused above leaves the earlier one be
             plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt, cfg.trainer.max_epochs == 0)
             OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds

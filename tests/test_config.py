@@ -1,5 +1,6 @@
 """Every option of every config group composes and instantiates."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -143,11 +144,36 @@ def test_k_defaults_to_class_count(compose):
         ("+kk=3", "kk=3 is not a deepcluster setting, and nothing would read it: did you mean k"),
         ("+optim.peak=1", "optim.peak=1 is not a deepcluster setting"),
         ("+refine.foo=1", "refine.foo=1 is not"),
+        # each passed validation and then crashed: the weights cast to bf16 met float32 codes
+        # at the first clustering; NumPy's seed range; the model fed other images than its
+        # shape; three convolutions unpacked from two widths
+        ("trainer.precision=bf16-true", "trainer.precision='bf16-true' must be 32-true"),
+        ("trainer.precision=64-true", "trainer.precision='64-true'"),
+        ("seed=4294967296", "seed=4294967296 must be an integer in 0 … 4294967295"),
+        ("model.image_size=32", "model.image_size=32 differs from dataset.image_size=28"),
+        ("model.in_channels=3", "model.in_channels=3 differs from dataset.channels=1"),
+        ("model.channels=[32,64]", "model.channels=[32, 64] must be three widths"),
     ],
 )
 def test_bad_values_name_the_key(compose, override, key):
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(key)):
         validate_config(compose(override))
+
+
+@pytest.mark.parametrize("precision", ["32-true", "32", "bf16-mixed", "16-mixed"])
+def test_precisions_that_train_and_cluster_pass(compose, precision):
+    validate_config(compose(f"trainer.precision={precision}", "seed=4294967295"))
+
+
+def test_a_trainer_option_lightning_refuses_is_a_config_error_leaving_no_logs(compose, tmp_path):
+    """trainer.devices=0 gave Hydra's raw "Error in call to target … Misconfiguration-
+    Exception", after the CSV logger had made its folder in the run's."""
+    from deepcluster.run import run
+
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="trainer=default: .*devices=0"):
+        run(compose("dataset=digits", "trainer.devices=0", "logger=csv", f"output_dir={out}"))
+    assert not (out / "csv").exists()
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,21 @@ def test_sampler_shards_by_rank_without_overlap():
     assert set(shards[0].tolist()) | set(shards[1].tolist()) == set(range(11))
 
 
+def test_a_last_batch_of_one_image_joins_the_one_before():
+    """257 images in batches of 64 left one image alone in the last batch: with
+    model.norm=batch at image_size=8 (a 1×1 last feature map) BatchNorm raised "Expected more
+    than 1 value per channel when training"."""
+    s = EpochBatchSampler(257, 64, seed=0)
+    sizes = [len(b) for b in s]
+    assert sizes == [64, 64, 64, 65] and len(s) == 4
+    assert sorted(torch.cat(list(s)).tolist()) == list(range(257))
+    assert [len(b) for b in EpochBatchSampler(258, 64)] == [64, 64, 64, 64, 2]
+    assert [len(b) for b in EpochBatchSampler(1, 64)] == [1]  # one image: nothing to join
+    for rank in range(2):  # per rank: 9 of 17 images each, batches of 4 + 5
+        s = EpochBatchSampler(17, 4, seed=0, rank=rank, world_size=2)
+        assert [len(b) for b in s] == [4, 5] and len(s) == 2
+
+
 def test_train_batches_are_float_slices_with_indices():
     dm = SyntheticDataModule(n=40, num_classes=4, batch_size=16)
     dm.setup()

@@ -86,7 +86,14 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         return math.ceil(self.n / self.world_size)
 
     def __len__(self) -> int:
-        return math.ceil(self._per_rank() / self.batch_size)
+        per_rank = self._per_rank()
+        batches = math.ceil(per_rank / self.batch_size)
+        return batches - 1 if self._lone_last(per_rank) else batches
+
+    def _lone_last(self, per_rank: int) -> bool:
+        """The last batch would hold one image: it joins the one before (BatchNorm cannot
+        train on a single value per channel, which a 1×1 feature map of one image is)."""
+        return per_rank > self.batch_size and per_rank % self.batch_size == 1
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self.shuffle:
@@ -98,7 +105,10 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         if padded > self.n:
             order = torch.cat([order, order[: padded - self.n]])
         mine = order[self.rank :: self.world_size]
-        yield from mine.split(self.batch_size)
+        batches = list(mine.split(self.batch_size))
+        if self._lone_last(len(mine)):
+            batches[-2:] = [torch.cat(batches[-2:])]
+        yield from batches
 
 
 class IndexedImages(Dataset):
