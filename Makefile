@@ -66,4 +66,4 @@ wheel: setup
 # the environment and build files only: runs (outputs/, multirun/, results/runs/) are results,
 # some of them hours of training; remove those by hand
 clean:
-	rm -rf $(VENV) .pytest_cache dist build
+	rm -rf $(VENV) .pytest_cache dist build *.egg-info
