@@ -40,7 +40,6 @@ from deepcluster.models.module import NonFiniteLossError
 
 log = logging.getLogger(__name__)
 
-
 Clusterer = Callable[[np.ndarray, int], ClusterResult]
 Manifold = Callable[[np.ndarray], np.ndarray]  # codes (N, d) → embedding (N, m)
 

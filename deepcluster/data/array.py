@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from deepcluster.data.base import ImageDataModule
-from deepcluster.data.folder import BACKGROUNDS
+from deepcluster.data.folder import BACKGROUNDS, check_background
 from deepcluster.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,7 @@ class ArrayDataModule(ImageDataModule):
         super().__init__(**kwargs)
         if not path:
             raise ValueError("dataset.path is not set: give dataset.path=<file.npy or file.npz>")
-        if background not in BACKGROUNDS:
-            raise ValueError(
-                f"dataset.background={background!r}: give one of {', '.join(BACKGROUNDS)} (what "
-                "an RGBA image's see-through pixels become)"
-            )
+        check_background(background)
         self.background = background
         self.path, self.images_key, self.labels_key = (
             Path(path).expanduser(),

@@ -89,6 +89,15 @@ def to_8bit(img, white: int | None = None):
 BACKGROUNDS = {"white": 255, "black": 0}
 
 
+def check_background(background: str) -> None:
+    """dataset.background of the folder and array readers."""
+    if background not in BACKGROUNDS:
+        raise ValueError(
+            f"dataset.background={background!r}: give one of {', '.join(BACKGROUNDS)} (what "
+            "a transparent image's see-through pixels become)"
+        )
+
+
 def flatten(img, background: str):
     """A transparent image laid on the background (its transparent pixels would otherwise keep
     whatever colour they hide: often black, so a black drawing on a transparent page reads as
@@ -170,11 +179,7 @@ class FolderDataModule(ImageDataModule):
         super().__init__(**kwargs)
         if not path:
             raise ValueError("dataset.path is not set: give dataset.path=<folder of images>")
-        if background not in BACKGROUNDS:
-            raise ValueError(
-                f"dataset.background={background!r}: give one of {', '.join(BACKGROUNDS)} (what "
-                "a transparent image's see-through pixels become)"
-            )
+        check_background(background)
         if white is not None and (not isinstance(white, int) or not 1 <= white <= 65535):
             raise ValueError(
                 f"dataset.white={white!r} must be an integer in 1 … 65535: the value a 16-bit "
