@@ -369,6 +369,26 @@ def test_torch_kmeans_inertia_within_0_1_percent_of_sklearn():
     assert abs(ours.objective - ref.objective) / ref.objective < 1e-3
 
 
+def test_torch_kmeans_keeps_its_precision_when_codes_share_a_large_offset():
+    from sklearn.datasets import make_blobs
+
+    x, _ = make_blobs(3000, n_features=10, centers=10, cluster_std=0.3, random_state=0)
+    x = (x + 1000.0).astype(np.float32)  # float32 ‖x‖² ≈ 1e7 swamps a spread of 0.3
+    ref, ours = kmeans(x, 10, seed=0), kmeans_torch(x, 10, seed=0, n_init=4)
+    assert abs(ours.objective - ref.objective) / ref.objective < 1e-3
+    np.testing.assert_allclose(ours.centers.mean(), x.mean(), rtol=1e-4)  # offset given back
+
+
+def test_torch_kmeans_seed_none_draws_fresh_starts_and_nan_is_refused():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3)).astype(np.float32)
+    runs = [kmeans_torch(x, 8, n_init=1, max_iter=1, seed=None).labels for _ in range(4)]
+    assert any((r != runs[0]).any() for r in runs[1:])
+    x[5, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        kmeans_torch(x, 3)
+
+
 def test_torch_kmeans_relocates_an_empty_cluster():
     x = torch.tensor([[0.0], [0.1], [10.0], [10.1]])
     centers = torch.tensor([[0.05], [5.0], [100.0]])  # the third centre attracts no point

@@ -98,8 +98,18 @@ def kmeans_torch(
     """k-means in torch on `device` (default: where z is); n_init restarts, lowest inertia."""
     x = torch.as_tensor(z).to(device=device, dtype=torch.float32)
     check_k(len(x), k)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("k-means: the codes hold NaN or inf values")
     start = time.perf_counter()
-    gen = torch.Generator(device=x.device).manual_seed(0 if seed is None else int(seed))
+    # Centred, as scikit-learn does: the float32 expansion of the distances loses the
+    # cluster spread when every code shares a large offset.
+    mean = x.mean(0)
+    x = x - mean
+    gen = torch.Generator(device=x.device)
+    if seed is None:
+        gen.seed()  # a fresh start each call, as scikit-learn's random_state=None
+    else:
+        gen.manual_seed(int(seed))
     threshold = tol * float(x.var(0).mean())
     best = None
     for _ in range(n_init):
@@ -107,7 +117,7 @@ def kmeans_torch(
         if best is None or inertia < best[2]:
             best = (labels, centers, inertia)
     labels, centers, inertia = best
-    centers_np = centers.double().cpu().numpy()
+    centers_np = (centers + mean).double().cpu().numpy()
     return ClusterResult(
         labels=labels.cpu().numpy().astype(np.int64),
         centers=centers_np,
