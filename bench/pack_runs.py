@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 PART = 15 * 2**20
-LARGE = {"codes.npy", "predictions.csv", "clusterer.joblib"}
+LARGE = {"codes.npy", "predictions.csv", "clusterer.joblib", "running.pid"}  # + a lock
 
 
 def wanted(path: Path) -> bool:

@@ -8,6 +8,7 @@ import os
 import resource
 import shlex
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -262,5 +263,8 @@ def write_run_info(
         "ddp_rank_agreement_checks": callback.rank_checks,
         "machine": describe(ran_on_gpu=_used_cuda()),
         "command": command_line(),
+        # when this process ended (UTC): tells which of a retrained pretraining's records a
+        # run that continued it was built on
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     (out_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -525,3 +525,7 @@ def test_a_later_run_in_the_same_process_counts_only_its_own_time(compose, tmp_p
     took = time.perf_counter() - t0
     info = json.loads((tmp_path / "b" / "run_info.json").read_text())
     assert info["wall_s"] <= took + 0.5 and info["startup_s"] <= took
+    from datetime import datetime, timezone
+
+    ended = datetime.fromisoformat(info["finished_at"])  # UTC: the reproduction's tables read it
+    assert abs((datetime.now(timezone.utc) - ended).total_seconds()) < 60

@@ -55,7 +55,7 @@ def test_a_job_finished_since_the_plan_is_not_run_again(tmp_path, monkeypatch):
         job_dir = next(a.split("=", 1)[1] for a in cmd if a.startswith("hydra.run.dir="))
         ran.append(job_dir)
         (tmp_path / job_dir / "metrics.json").write_text("{}")
-        return type("Done", (), {"poll": lambda self: 0, "returncode": 0})()
+        return type("Done", (), {"poll": lambda self: 0, "returncode": 0, "pid": 424242})()
 
     monkeypatch.setattr(runner.subprocess, "Popen", fake_popen)
     assert runner.execute(jobs, log=lambda *_: None, poll_s=0) == []
@@ -70,7 +70,7 @@ def test_a_run_that_exits_0_without_its_metrics_is_not_ok(tmp_path, monkeypatch)
 
     def exits_0(cmd, **kwargs):
         kwargs["stdout"].write("Received SIGTERM: 15\n")
-        return type("Done", (), {"poll": lambda self: 0, "returncode": 0})()
+        return type("Done", (), {"poll": lambda self: 0, "returncode": 0, "pid": 424242})()
 
     monkeypatch.setattr(runner.subprocess, "Popen", exits_0)
     assert runner.execute([pre], log=lines.append, poll_s=0) == [pre]
@@ -239,12 +239,12 @@ def test_a_pretraining_finished_elsewhere_trains_again_for_runs_still_to_do(tmp_
     def fake_popen(cmd, **kwargs):
         job_dir = next(a.split("=", 1)[1] for a in cmd if a.startswith("hydra.run.dir="))
         ran.append(job_dir)
-        if job_dir == str(pre.run_dir):
-            assert not (pre.run_dir / "metrics.json").exists()  # a failure leaves it undone
+        if job_dir == str(pre.run_dir):  # the run sets the earlier outputs aside (run.py)
+            assert (pre.run_dir / "metrics.json").read_text() == "{}"  # not deleted
             pre.checkpoint.parent.mkdir(parents=True)
             pre.checkpoint.write_text("x")
         (tmp_path / job_dir / "metrics.json").write_text("{}")
-        return type("Done", (), {"poll": lambda self: 0, "returncode": 0})()
+        return type("Done", (), {"poll": lambda self: 0, "returncode": 0, "pid": 424242})()
 
     monkeypatch.setattr(runner.subprocess, "Popen", fake_popen)
     assert runner.execute([pre, setting], log=said.append, poll_s=0) == []
@@ -408,6 +408,10 @@ def test_a_folder_another_reproduction_is_training_is_refused(tmp_path):
     )
     pre.lock_file.write_text(gone.stdout)  # a process that has ended
     assert pre.claim() is None
+    # a reproduction killed alone: its training lives on and still holds the folder
+    pre.lock_file.write_text(f"{gone.stdout.strip()}\n{os.getppid()}\n")
+    assert f"process {os.getppid()}" in pre.claim()
+    pre.lock_file.write_text(gone.stdout)
     pre.release()
     assert not pre.lock_file.exists()
 
@@ -461,3 +465,51 @@ def test_a_run_whose_metrics_are_another_settings_is_not_averaged_in(tmp_path):
         "its metrics.json has k=10, not 15",
     ]
     assert entry["ours"]["acc_mean"] is None
+
+
+def test_the_lock_names_the_training_as_well_as_the_reproduction(tmp_path, monkeypatch):
+    (pre,) = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", [])[:1]
+    seen = []
+
+    def fake_popen(cmd, **kwargs):
+        (pre.run_dir / "metrics.json").write_text("{}")
+        proc = type("Done", (), {"poll": lambda self: 0, "returncode": 0, "pid": 424242})()
+        return proc
+
+    real_release = runner.Job.release
+    monkeypatch.setattr(runner.subprocess, "Popen", fake_popen)
+    monkeypatch.setattr(
+        runner.Job,
+        "release",
+        lambda job: (seen.append(job.lock_file.read_text()), real_release(job)),
+    )
+    assert runner.execute([pre], log=lambda *_: None, poll_s=0) == []
+    assert seen == [f"{os.getpid()}\n424242\n"] and not pre.lock_file.exists()
+
+
+def test_a_finished_run_is_done_whatever_folder_the_data_came_from(tmp_path):
+    """data.root says where the images were read from: a finished run started with
+    `-- data.root=X` is done for a plan without it (an interrupted one is not continued)."""
+    (_, run) = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", ["data.root=X"])
+    assert run.claim() is None
+    (_, again) = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", [])
+    assert not again.same_run()  # unfinished: other data must not continue it
+    (run.run_dir / "metrics.json").write_text("{}")
+    assert again.same_run() and again.done
+
+
+def test_a_retrained_pretraining_keeps_crediting_the_runs_built_on_the_earlier_one(tmp_path):
+    """A fresh clone trains a pretraining again for a new setting; the runs that continued the
+    earlier one keep its machine and time in the tables (run.py moved it to previous/)."""
+    pre = tmp_path / "pre"
+    (pre / "previous").mkdir(parents=True)
+    old = {"machine": {"cpu": "OLD"}, "wall_s": 6000}  # before run_info had finished_at
+    (pre / "previous" / "run_info.json").write_text(json.dumps(old))
+    new = {"machine": {"gpu": "NEW"}, "wall_s": 60, "finished_at": "2026-12-07T03:00:00+00:00"}
+    (pre / "run_info.json").write_text(json.dumps(new))
+    assert tables.pretraining_record(pre, {"wall_s": 100}) == old  # an older run
+    later = {"wall_s": 100, "finished_at": "2026-12-07T03:10:00+00:00"}
+    assert tables.pretraining_record(pre, later) == new
+    sooner = {"wall_s": 100, "finished_at": "2026-12-07T02:59:00+00:00"}  # started before it
+    assert tables.pretraining_record(pre, sooner) == old
+    assert tables.pretraining_record(tmp_path / "none", later) == {}

@@ -108,9 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         parent_of = runner.parents(jobs)
         for job in todo:
+            holder = job.held_by()
+            note = f"being trained now by process {holder}" if holder else None
+            if note is None and not job.same_run():
+                note = "refused: its folder holds a run started with other settings"
             print(
                 shlex.join(runner.command(job, parent_of.get(id(job)))[2:]),
-                f"  # ≈ {job.remaining_s() / 60:.0f} min",
+                f"  # {note or f'≈ {job.remaining_s() / 60:.0f} min'}",
             )
         return 0
     failed = [] if args.tables_only else runner.execute(jobs, at_once=max(1, args.jobs))

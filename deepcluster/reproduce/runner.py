@@ -37,6 +37,11 @@ HARMLESS = ("data.root=", "data.download=", "trainer=gpu")
 PLACING = ("ckpt_path=", "hydra.run.dir=", "hydra.job.chdir=")
 
 
+def _placed(overrides: list[str]) -> list[str]:
+    """The overrides that say what a run computes (HARMLESS ones left out)."""
+    return [o for o in overrides if not o.startswith(HARMLESS)]
+
+
 def overrides_run(run_dir: Path) -> list[str]:
     """The overrides a run's last process was started with, from its run_info.json (committed,
     unlike plan.json): a fresh clone still tells a changed run from a published one."""
@@ -82,9 +87,11 @@ class Job:
         clone), the command in run_info.json decides, as it does for the tables: a committed
         run with overrides of its own is not this run."""
         before = self.started_as()
-        if before is not None:
-            return set(before) == set(self.identity)
-        return not self.extra_overrides()
+        if before is None:
+            return not self.extra_overrides()
+        if self.finished:  # where the data was read from does not change a finished result
+            return set(_placed(before)) == set(_placed(self.identity))
+        return set(before) == set(self.identity)  # other data must not continue it
 
     def extra_overrides(self) -> list[str]:
         """The overrides the folder's run was started with beyond this run's own."""
@@ -96,20 +103,24 @@ class Job:
         return self.run_dir / "running.pid"
 
     def held_by(self) -> int | None:
-        """The process of another reproduction training this folder now, if any."""
+        """The process training this folder now for another reproduction, if any. The lock
+        names the reproduction and its training (which lives on if the reproduction alone is
+        killed): the folder is held while either lives."""
         try:
-            pid = int(self.lock_file.read_text())
+            pids = [int(word) for word in self.lock_file.read_text().split()]
         except (OSError, ValueError):
             return None
-        if pid == os.getpid():
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None  # a reproduction that died: its lock is stale
-        except PermissionError:
-            pass  # alive, another user's
-        return pid
+        for pid in pids:
+            if pid == os.getpid():
+                return None  # ours
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue  # ended: a stale lock unless another of its processes lives
+            except PermissionError:
+                pass  # alive, another user's
+            return pid
+        return None
 
     @property
     def plan_file(self) -> Path:
@@ -296,15 +307,17 @@ def execute(jobs: list[Job], log=print, at_once: int = 1, poll_s: float = 2.0) -
                 waiting = sum(child.needs_parent for child in job.after)
                 log(
                     f"[{started}/{total}] {job.run_dir} finished elsewhere and its checkpoint "
-                    f"is not here; {waiting} runs continue it: training it again"
+                    f"is not here; {waiting} runs continue it: training it again (its "
+                    "earlier outputs move to previous/, where the tables still find them "
+                    "for the runs that continued it)"
                 )
-                (job.run_dir / "metrics.json").unlink()  # not done until the new one finishes
             cmd = command(job, parent)
             log(f"[{started}/{total}] {shlex.join(cmd[2:])}")
             log_path = job.run_dir / "reproduce.log"  # appended to: every attempt's output
             offset = log_path.stat().st_size if log_path.exists() else 0
             fh = log_path.open("a")
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
+            job.lock_file.write_text(f"{os.getpid()}\n{proc.pid}\n")
             running[proc] = (job, time.time(), fh, log_path, offset)
         finished = [proc for proc in running if proc.poll() is not None]
         if not finished:

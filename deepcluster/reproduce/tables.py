@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from deepcluster.reproduce import runner
@@ -41,6 +42,27 @@ def _wall(info: dict, folder: Path) -> float | None:
     if resumed and Path(resumed).parent.parent.name == folder.name:  # its own checkpoints
         return None  # (by name: the folder may have been elsewhere when it ran)
     return info.get("wall_s")
+
+
+def pretraining_record(pre_dir: Path, info: dict) -> dict:
+    """The run_info.json of the pretraining a run continued. A pretraining trained again (a
+    fresh clone has no checkpoint) keeps its earlier records in previous*/: a run is credited
+    to the last one that ended before it started, by their `finished_at`; a run without one
+    (older) to the first unstamped record. Without either, the folder's own."""
+    records = [_read(pre_dir / "run_info.json")]
+    records += [_read(p / "run_info.json") for p in sorted(pre_dir.glob("previous*"))]
+    records = [r for r in records if r]
+    if not records:
+        return {}
+    unstamped = next((r for r in records if "finished_at" not in r), records[0])
+    if "finished_at" not in info:
+        return unstamped
+    started = datetime.fromisoformat(info["finished_at"]) - timedelta(seconds=info["wall_s"])
+    before = [r for r in records if "finished_at" in r]
+    before = [r for r in before if datetime.fromisoformat(r["finished_at"]) <= started]
+    if before:
+        return max(before, key=lambda r: datetime.fromisoformat(r["finished_at"]))
+    return unstamped  # older than every stamped record
 
 
 def _trained_epochs(m: dict) -> int:
@@ -90,7 +112,7 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
             m = json.loads((run_dir / "metrics.json").read_text())
             info = _read(run_dir / "run_info.json")
             pre_dir = root / "pretrain" / s.pretrain_key(seed, quick)
-            pre = _read(pre_dir / "run_info.json")
+            pre = pretraining_record(pre_dir, info)
             trained = _trained_epochs(m)
             refined = sum(h.get("phase") == "refine" for h in m["history"])
             walls = [_wall(pre, pre_dir), _wall(info, run_dir)]
