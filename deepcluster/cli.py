@@ -111,19 +111,24 @@ class SweepSummary(Callback):
             )
 
 
+PATH_KEYS = ("ckpt_path", "dataset.path", "data.root", "output_dir")
+
+
 def quote_checkpoint_paths(argv: list[str]) -> list[str]:
     """`ckpt_path=outputs/k=5,seed=1/<time>/checkpoints/last.ckpt`, as our own run folders
-    are named, is refused by Hydra's grammar (`=` and `,` in a bare value): an existing file
-    is quoted for it. (A value that names no file stays as given: `a,b` may be a sweep.)"""
+    are named, is refused by Hydra's grammar (`=`, `,`, a space or brackets in a bare value):
+    a path key's value is quoted for it when it holds `=` (never a sweep) or names a file or
+    folder that exists. (Another value stays as given: `a,b` may be a sweep.) A missing path
+    then gets our own message, not the grammar's."""
     out = []
     for arg in argv:
         key, _, value = arg.partition("=")
         if (
-            key.lstrip("+") == "ckpt_path"
-            and any(c in value for c in "=,")
+            key.lstrip("+") in PATH_KEYS
+            and any(c in value for c in "=, []{}()")
             and value[:1] not in ("'", '"')
             and "'" not in value
-            and Path(value).expanduser().is_file()
+            and ("=" in value or Path(value).expanduser().exists())
         ):
             arg = f"{key}='{value}'"
         out.append(arg)
@@ -177,6 +182,53 @@ def _preflight(argv: list[str]) -> str | None:
     return None
 
 
+def unknown_key_hint(argv: list[str]) -> str | None:
+    """After Hydra refused `trainer.max_epoch=2` ("use +trainer.max_epoch=2", which only moves
+    the error), name the key meant: the nearest one of the config the command's group
+    choices compose, or the dataset a dataset key belongs to (`dataset.path` needs
+    dataset=folder or array). None when every key is known."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()  # the refused command's, if it got that far
+    groups = {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()}
+    choices = [a for a in argv if a.split("=", 1)[0] in groups]
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=[c for c in choices if not c.startswith("-")])
+    except Exception:  # a group choice that does not exist: Hydra's message says so
+        return None
+    known = []
+
+    def walk(node, prefix=""):
+        for key, value in node.items_ex(resolve=False):
+            known.append(f"{prefix}{key}")
+            if isinstance(value, DictConfig):
+                walk(value, f"{prefix}{key}.")
+
+    walk(cfg)
+    for arg in argv:
+        key = arg.split("=", 1)[0]
+        if "=" not in arg or key.startswith(("+", "~", "-", "hydra")) or key in known:
+            continue
+        if "/" in key or key.split(".")[0] not in known and "." in key:
+            continue  # a group path or a group of its own: Hydra's message says it
+        leaf = key.rsplit(".", 1)[-1]
+        hint = [k for k in known if k.rsplit(".", 1)[-1] == leaf and k != key][:1]
+        hint = hint or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        if key.startswith("dataset.") and leaf in ("path", "labels_key", "images_key", "white"):
+            return f"{key} is an option of dataset=folder and dataset=array: add dataset=folder"
+        if hint:
+            return (
+                f"{key} is not a key of this config; did you mean {hint[0]}? (`+{key}`, "
+                "as Hydra suggests, would add a key that nothing reads)"
+            )
+        return f"{key} is not a key of this config: `deepcluster --cfg job` lists every key"
+    return None
+
+
 def main() -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
     sys.argv[1:] = quote_checkpoint_paths(sys.argv[1:])  # Hydra reads sys.argv
@@ -191,6 +243,9 @@ def main() -> None:
         # Hydra refuses a command it cannot compose (dataset=cifar99, kk=3) with status 1, as
         # it ends a crash; a refused command is status 2 here, whoever refused it
         if exc.code == 1 and not _composed:
+            hint = unknown_key_hint(sys.argv[1:])
+            if hint:
+                print(f"hint: {hint}", file=sys.stderr)
             sys.exit(2)
         raise
     if SweepSummary.failed:

@@ -166,7 +166,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                        "epoch and at its end) or global (every update_interval steps across "
                        "epochs)"),
     "refine.alpha": (positive, "a number > 0 (DEC's Student-t degrees of freedom)"),
-    "dataset.image_size": (at_least(1), "an integer >= 1 (pixels per side after resizing)"),
+    "dataset.image_size": (at_least(1), "an integer >= 1 (pixels per side after resizing; "
+                           "the CAEs take a multiple of 4 from 8 up: 28, 32, …)"),
     "dataset.channels": (lambda v: whole(v) and v in (1, 3), "1 (grey) or 3 (RGB)"),
     "dataset.limit": (at_least(1), "an integer >= 1 (or null: every image)"),
     "manifold.every_n_epochs": (at_least(0), "an integer >= 0 (0: through the manifold only "
@@ -289,4 +290,12 @@ def _check_accelerator(cfg: DictConfig) -> None:
             f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}, "
             "torch.cuda.is_available() is False). Run on the CPU with trainer=default (the "
             "default), or install a CUDA build of PyTorch on a machine with an NVIDIA GPU.",
+        )
+    if str(cfg.clusterer.get("device", "auto")) == "cuda":
+        import torch
+
+        require(
+            torch.cuda.is_available(),
+            "clusterer.device=cuda: no GPU found (torch.cuda.is_available() is False). Use "
+            "clusterer.device=auto (the GPU where there is one, else the CPU) or cpu",
         )

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from deepcluster.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,13 @@ def resolve(value: str | None, out_dir: Path, search_siblings: bool) -> Resume:
     if value != "last":
         path = Path(value).expanduser()
         if not path.is_file():
-            raise ConfigError(f"ckpt_path={value}: no such checkpoint file")
+            inside = path / "checkpoints" / "last.ckpt"
+            hint = (
+                f": give the checkpoint inside that run, ckpt_path={inside}"
+                if inside.is_file()
+                else ""
+            )
+            raise ConfigError(f"ckpt_path={value}: no such checkpoint file{hint}")
         return Resume(ckpt=str(path.resolve()))
     candidates = [out_dir]
     if search_siblings:
@@ -69,7 +77,11 @@ def resolve(value: str | None, out_dir: Path, search_siblings: bool) -> Resume:
             key=lambda d: d.name,
             reverse=True,
         )
+    mine = recorded_overrides(out_dir)
     for run_dir in candidates:
+        theirs = recorded_overrides(run_dir) if run_dir != out_dir else mine
+        if None not in (mine, theirs) and theirs != mine:
+            continue  # another command whose folder name came out the same (`a b` and `a_b`)
         if (run_dir / "metrics.json").is_file():
             return Resume(finished=run_dir)
         ckpt = run_dir / "checkpoints" / "last.ckpt"
@@ -83,6 +95,17 @@ def resolve(value: str | None, out_dir: Path, search_siblings: bool) -> Resume:
         other_length_hint(out_dir) if search_siblings else "",
     )
     return Resume()
+
+
+def recorded_overrides(run_dir: Path) -> str | None:
+    """The overrides that make the run in `run_dir` its command (Hydra's override_dirname, in
+    its .hydra/hydra.yaml: what the run key is made from, before any character is replaced);
+    None where none were recorded."""
+    try:
+        recorded = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml")
+        return str(recorded.hydra.job.override_dirname)
+    except Exception:  # absent (hydra.output_subdir=null, a plain call) or unreadable
+        return None
 
 
 def other_length_hint(out_dir: Path) -> str:

@@ -7,6 +7,8 @@ import logging
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -163,6 +165,20 @@ def last_checkpoint(ckpt_dir: Path) -> str:
     if not last.exists():
         return "No checkpoint had been written yet."
     return f"Its last checkpoint is kept ({last}): ckpt_path=last continues from it."
+
+
+def stop_on_sigterm(where: str):
+    """SIGTERM outside Lightning's fit (clustering a trained model, the results being written)
+    stops the run as inside it: status 1 and what continues it, not the default handler's
+    silent 143. Returns what puts the earlier handler back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signals go to the main thread only
+
+    def stop(signum, frame):
+        raise RunStopped(f"stopped by SIGTERM {where}")
+
+    before = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, before)
 
 
 def keep_weights(ckpt_path: str, ckpt_dir: Path) -> None:
@@ -449,14 +465,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, [parts.callback, checkpoint], out_dir)
     loggers = make_loggers(cfg, out_dir)
     trainer.loggers = loggers
-    succeeded = False
+    succeeded, restore_sigterm = False, lambda: None
     try:
         if trainer.is_global_zero:  # only now: a run refused above leaves the earlier one be
             plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt, cfg.trainer.max_epochs == 0)
             OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds
         warn_if_refinement_never_runs(cfg)  # here: after the errors that would stop the run
         log.info(
-            "training %s on %s (%d images), k=%s → %s",
+            "%s %s on %s (%d images), k=%s → %s",
+            "clustering with the weights of" if cfg.trainer.max_epochs == 0 else "training",
             type(parts.module.model).__name__,
             cfg.dataset.name,
             n,
@@ -464,6 +481,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             out_dir,
         )
         if cfg.trainer.max_epochs == 0:
+            restore_sigterm = stop_on_sigterm(
+                "while clustering the trained model: no results. The same command clusters it again"
+            )
             cluster_only(cfg, plan.ckpt, parts, out_dir)
         else:
             try:  # weights_only: resuming never unpickles arbitrary code from a checkpoint
@@ -486,6 +506,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 last = max(trainer.current_epoch - 1, 0)  # the last epoch trained
                 parts.callback.redo_last_update(Standalone(dm, last), parts.module)
                 keep_weights(plan.ckpt, ckpt_dir)
+            restore_sigterm = stop_on_sigterm(
+                f"after training, before its results were written. {last_checkpoint(ckpt_dir)}"
+            )
         callback = parts.callback
         if not any("k" in h for h in callback.history):
             raise TrainingError("training ended before the first clustering: no results")
@@ -505,6 +528,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         outputs.write_metrics(out_dir, metrics)  # last: a run with metrics.json is complete
         succeeded = True
     finally:
+        restore_sigterm()
         finish_wandb(loggers, exit_code=0 if succeeded else 1)
     print(
         f"deepcluster: {summary(metrics)} ({cfg.dataset.name}, k={metrics['k']}, "

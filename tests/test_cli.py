@@ -140,8 +140,43 @@ def test_a_checkpoint_in_a_folder_named_by_its_overrides_is_taken_as_given(tmp_p
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"")
     assert quote_checkpoint_paths([f"ckpt_path={ckpt}", "k=5"]) == [f"ckpt_path='{ckpt}'", "k=5"]
-    absent = f"ckpt_path={tmp_path}/a=1/last.ckpt"
-    assert quote_checkpoint_paths([absent]) == [absent]  # not a file: as given
+    absent = f"{tmp_path}/a=1/last.ckpt"  # `=` is never a sweep: quoted, to get our message
+    assert quote_checkpoint_paths([f"ckpt_path={absent}"]) == [f"ckpt_path='{absent}'"]
+    sweep = f"ckpt_path={tmp_path}/a.ckpt,{tmp_path}/b.ckpt"
+    assert quote_checkpoint_paths([sweep]) == [sweep]  # names no path: may be a sweep
+    folder = tmp_path / "my tiles, v2"
+    folder.mkdir()
+    assert quote_checkpoint_paths([f"dataset.path={folder}"]) == [f"dataset.path='{folder}'"]
+    proc = run_cli(f"ckpt_path={ckpt.parent.parent}", "k=5", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "no such checkpoint file" in proc.stderr, proc.stderr[-2000:]
     proc = run_cli(f"ckpt_path={ckpt}", "--cfg", "job", cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"ckpt_path: {ckpt}" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["trainer.max_epoch=2"], "did you mean trainer.max_epochs?"),
+        (["max_epochs=3"], "did you mean trainer.max_epochs?"),
+        (["dataset=folder", "dataset.path=/x", "dataset.imagesize=3"], "dataset.image_size?"),
+        (["clusterer=gmm", "clusterer.n_inits=3"], "did you mean clusterer.n_init?"),
+        (["dataset.path=/x"], "dataset.path is an option of dataset=folder and dataset=array"),
+        (["k=3", "trainer.max_epochs=2"], None),  # every key known
+    ],
+)
+def test_a_key_hydra_refuses_gets_the_key_meant(argv, hint):
+    """Hydra's answer to a misspelt key is "use +key=…", which only moves the error."""
+    from deepcluster.cli import unknown_key_hint
+
+    said = unknown_key_hint(argv)
+    assert (said is None) if hint is None else (hint in said)
+
+
+def test_a_misspelt_key_is_refused_with_status_2_and_the_key_meant(tmp_path):
+    proc = run_cli("trainer.max_epoch=2", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert (
+        "hint: trainer.max_epoch is not a key of this config; did you mean trainer.max_epochs?"
+        in proc.stderr
+    )

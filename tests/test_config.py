@@ -160,6 +160,13 @@ def test_bad_values_name_the_key(compose, override, key):
         validate_config(compose(override))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tells a machine without a GPU")
+def test_clustering_on_a_gpu_that_is_not_there_is_refused_before_anything_loads(compose):
+    # it crashed with "Found no NVIDIA driver" at the first clustering, after training
+    with pytest.raises(ConfigError, match="clusterer.device=cuda: no GPU found.*auto"):
+        validate_config(compose("clusterer.backend=torch", "clusterer.device=cuda"))
+
+
 @pytest.mark.parametrize("precision", ["32-true", "32", "bf16-mixed", "16-mixed"])
 def test_precisions_that_train_and_cluster_pass(compose, precision):
     validate_config(compose(f"trainer.precision={precision}", "seed=4294967295"))

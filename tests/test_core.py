@@ -107,6 +107,27 @@ def test_last_continues_the_newest_run_of_the_same_command(tmp_path):
     assert plan.ckpt == str(newer / "checkpoints" / "last.ckpt")  # never the k=6 run
 
 
+def test_last_never_takes_another_command_whose_folder_name_came_out_the_same(tmp_path):
+    """`dataset.path=/t/my tiles` and `dataset.path=/t/my_tiles` give one folder name (a space
+    is not kept): `ckpt_path=last` on one reported the other's result as its own."""
+    spaced, plain = "dataset.path=/t/my tiles", "dataset.path=/t/my_tiles"
+    assert resume.run_key(spaced) == resume.run_key(plain)
+    key = tmp_path / resume.run_key(plain)
+
+    def recorded(run_dir, dirname):
+        (run_dir / ".hydra").mkdir()
+        OmegaConf.save(
+            {"hydra": {"job": {"override_dirname": dirname}}}, run_dir / ".hydra" / "hydra.yaml"
+        )
+        return run_dir
+
+    recorded(_fake_run(key, "2026-11-01_10-00-00", ckpt=True, finished=True), plain)
+    own = recorded(_fake_run(key, "2026-11-01_09-00-00", ckpt=True), spaced)
+    now = recorded(_fake_run(key, "2026-11-02_10-00-00"), spaced)
+    plan = resume.resolve("last", now, search_siblings=True)
+    assert plan.finished is None and plan.ckpt == str(own / "checkpoints" / "last.ckpt")
+
+
 def test_last_on_a_finished_run_says_so(tmp_path):
     key = tmp_path / "default"
     done = _fake_run(key, "2026-11-01_10-00-00", ckpt=True, finished=True)

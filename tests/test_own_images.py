@@ -96,6 +96,9 @@ def test_array_npz_with_labels_and_npy_float_without(tmp_path):
     np.save(tmp_path / "c.npy", x * 2.0)
     with pytest.raises(DataError, match="float in \\[0, 1\\]"):
         ArrayDataModule(path=str(tmp_path / "c.npy")).prepare()
+    np.savez(tmp_path / "d.npz", images=x, labels=np.arange(9))  # one label short
+    with pytest.raises(DataError, match="'images' holds 10 images but 'labels' holds 9 labels"):
+        ArrayDataModule(path=str(tmp_path / "d.npz")).prepare()
 
 
 def test_rgba_arrays_are_laid_on_the_background_as_a_folder_is(tmp_path):

@@ -314,3 +314,20 @@ def test_nan_codes_at_a_step_update_are_named_as_divergence_not_a_clustering_fai
     update = Update("step", False, False, "refine")
     with pytest.raises(NonFiniteLossError, match=r"codes became NaN .* epoch 3, step 41 \(6 of"):
         callback._update(trainer, module, update)
+
+
+def test_sigterm_outside_fit_stops_with_the_message_and_the_handler_comes_back():
+    """Clustering a trained model and writing the results run outside Lightning's fit: a
+    SIGTERM there ended the run silently with status 143, no word of what continues it."""
+    import os
+
+    from deepcluster.errors import RunStopped
+    from deepcluster.run import stop_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    restore = stop_on_sigterm("after training, before its results were written. X")
+    with pytest.raises(RunStopped, match="stopped by SIGTERM after training, before its results"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs at the next bytecode
+    restore()
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -73,7 +73,15 @@ class ArrayDataModule(ImageDataModule):
                 )
             images = self._member(data, self.images_key, "images_key")
             if self.labels_key in data:
-                return images, self._member(data, self.labels_key, "labels_key")
+                labels = self._member(data, self.labels_key, "labels_key")
+                if len(labels) != len(images):
+                    raise DataError(
+                        f"{self.path}: {self.images_key!r} holds {len(images)} images but "
+                        f"{self.labels_key!r} holds {len(labels)} labels (dataset.images_key, "
+                        "dataset.labels_key); give one label per image, or "
+                        "dataset.labels_key=null to run without labels"
+                    )
+                return images, labels
             if self.labels_key not in (None, DEFAULT_LABELS_KEY):  # asked for, not there
                 raise DataError(
                     f"{self.path}: no array named {self.labels_key!r} for "
