@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,22 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(found, key=order)
 
 
+def job_overrides(job_dir: Path) -> list[str]:
+    """The job's overrides. Of a finished job, those its run recorded (run_info.json's
+    command): a later command refused in the same folder has rewritten .hydra/ with its own."""
+    if (job_dir / "metrics.json").is_file():
+        info, _ = _read_json(job_dir / "run_info.json")
+        command = (info or {}).get("command")
+        if command:
+            try:
+                return [w for w in shlex.split(command)[1:] if not w.startswith("hydra")]
+            except ValueError:  # a command written before commands were shell-quoted
+                pass
+    return [str(o) for o in (OmegaConf.load(job_dir / ".hydra" / "overrides.yaml") or [])]
+
+
 def read_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
-    overrides = [str(o) for o in (OmegaConf.load(job_dir / ".hydra" / "overrides.yaml") or [])]
+    overrides = job_overrides(job_dir)
     row: dict[str, Any] = {
         "job": str(job_dir.relative_to(sweep_dir)),
         "all_overrides": overrides,

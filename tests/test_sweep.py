@@ -272,3 +272,17 @@ def test_secrets_are_hidden_in_logged_hparams_but_data_keys_show():
     public = public_config(cfg)
     assert public["dataset"] == {"images_key": "x_train", "labels_key": "y_train", "monkey": 1}
     assert set(public["logger"].values()) == {"***"}
+
+
+def test_a_finished_jobs_overrides_survive_a_refused_command_in_its_folder(tmp_path):
+    """`… k=500 hydra.run.dir=<job>` refused: Hydra had rewritten the job's .hydra/ with the
+    refused command, and the report then showed `k=500` beside the finished k=2 result."""
+    from deepcluster import report
+
+    for job, k in (("0", 2), ("1", 3)):
+        fake_job(tmp_path, job, [f"k={k}", "activation=relu"], {"k": k, "acc": 0.5})
+        command = f"deepcluster k={k} activation=relu hydra.run.dir={tmp_path / job}"
+        (tmp_path / job / "run_info.json").write_text(json.dumps({"command": command}))
+    (tmp_path / "0" / ".hydra" / "overrides.yaml").write_text("- k=500\n- activation=sigmoid\n")
+    rows = report.build_report(tmp_path, use_wandb=False)["rows"]
+    assert [r["overrides"] for r in rows] == ["k=2", "k=3"]
