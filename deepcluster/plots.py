@@ -83,10 +83,24 @@ def scores_curve(history: Sequence[dict], path: Path, title: str = "") -> Path:
     history = [h for h in history if "silhouette" in h]  # the monitoring cadence skips some
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    for key, style in (("acc", "o-"), ("nmi", "s--"), ("silhouette", "^:")):
-        values = [h.get(key) for h in history]
+    # a silhouette taken in the manifold's space (UMAP's, higher by its packing) is its own
+    # series: joined to the codes' one it drew a drop where none happened (manifold=umap_start)
+    spaces = {bool(h.get("manifold")) for h in history}
+    series = [("acc", "o-", "acc", None), ("nmi", "s--", "nmi", None)]
+    if len(spaces) > 1:
+        series += [
+            ("silhouette", "^:", "silhouette (codes)", False),
+            ("silhouette", "v", "silhouette (manifold)", True),
+        ]
+    else:
+        series.append(("silhouette", "^:", "silhouette", None))
+    for key, style, label, space in series:
+        values = [
+            h.get(key) if space is None or bool(h.get("manifold")) == space else None
+            for h in history
+        ]
         if any(v is not None for v in values):
-            ax.plot(epochs, [np.nan if v is None else v for v in values], style, label=key)
+            ax.plot(epochs, [np.nan if v is None else v for v in values], style, label=label)
     refine = [h["epoch"] for h in history if h.get("phase") == "refine"]
     if refine:
         ax.axvspan(min(refine) - 0.5, max(refine) + 0.5, color="0.9", label="refinement")

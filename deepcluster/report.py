@@ -88,7 +88,11 @@ def read_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         # never refines), not the config's on/off flag
         method = metrics.get("refine_method")
         ran = any(h.get("phase") == "refine" for h in row["history"])
-        row["refine"] = "none" if not method else method if ran else f"{method} (not reached)"
+        only = any(h.get("phase") == "cluster_only" for h in row["history"])
+        if only:  # a trained model clustered: what it was trained with is its source's
+            row["refine"] = "cluster only"
+        else:
+            row["refine"] = "none" if not method else method if ran else f"{method} (not reached)"
     elif problem:  # one damaged file must not hide the rest of the sweep
         row["status"] = "unreadable"
         row["error"] = problem

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,31 @@ NOT_RESULT = (
     "output_dir=",
     "run_name=",
 )
-SECRET_WORDS = ("token", "secret", "password", "passwd", "credential", "apikey")
-KEY_KINDS = ("api", "access", "private", "auth", "wandb")  # api_key, access_key, …
+SECRET_WORDS = ("token", "secret", "password", "passwd", "passphrase", "credential", "apikey")
+SECRET_NAMES = ("auth", "pwd", "bearer", "cookie")  # whole words: author, cookies_dir show
+# api_key, access_key, …
+KEY_KINDS = ("api", "access", "private", "auth", "wandb", "ssh", "session", "signing")
 
 
 def looks_secret(name: str) -> bool:
     """A config key that may hold a secret (hidden in W&B and CSV hparams): not every key
-    ending in "key" (dataset.images_key names an array, and must show)."""
-    name = str(name).lower()
+    ending in "key" (dataset.images_key names an array, and must show). camelCase counts
+    as words (accessKey)."""
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name)).lower()
     if any(w in name for w in SECRET_WORDS):
         return True
     words = re.split(r"[^a-z0-9]+", name)
+    if any(w in SECRET_NAMES for w in words):
+        return True
     return words[-1] == "key" and (len(words) == 1 or words[-2] in KEY_KINDS)
+
+
+def scrub_override(override: str) -> str:
+    """`+logger.wandb.settings.api_key=…` → `…api_key=***`: overrides become W&B tags and
+    names, which the hparams' scrubbing never sees."""
+    key, eq, _ = override.partition("=")
+    leaf = key.lstrip("+~").rsplit(".", 1)[-1]
+    return f"{key}=***" if eq and looks_secret(leaf) else override
 
 
 def hydra_config():
@@ -56,7 +70,7 @@ def task_overrides() -> list[str]:
     hc = hydra_config()
     if hc is None:
         return []
-    return sorted(o for o in hc.overrides.task if not o.startswith(NOT_RESULT))
+    return sorted(scrub_override(o) for o in hc.overrides.task if not o.startswith(NOT_RESULT))
 
 
 def sweep_identity() -> tuple[str | None, list[str], str | None]:
@@ -64,8 +78,9 @@ def sweep_identity() -> tuple[str | None, list[str], str | None]:
     if not is_multirun():
         return None, [], None
     hc = hydra_config()
-    tags = [o[:64] for o in task_overrides()]  # W&B caps tags at 64 characters
-    return str(hc.sweep.dir), tags, hc.job.override_dirname or f"job {hc.job.num}"
+    overrides = task_overrides()
+    tags = [o[:64] for o in overrides]  # W&B caps tags at 64 characters
+    return str(hc.sweep.dir), tags, ",".join(overrides) or f"job {hc.job.num}"
 
 
 def public_config(cfg: DictConfig) -> dict:
@@ -96,6 +111,10 @@ def make_loggers(cfg: DictConfig, out_dir: Path) -> list:
                 group=cfg.logger.wandb.get("group") or group,  # a sweep's jobs share it
                 tags=[*(cfg.logger.wandb.get("tags") or []), *tags],
             )
+            if any(scrub_override(a) != a for a in sys.argv[1:]):
+                import wandb  # W&B records the command line: not with a secret in it
+
+                kwargs["settings"] = wandb.Settings(x_disable_meta=True)
         # a logger's `name` is its own argument (the CSV log's folder), not an option's name
         loggers.append(instantiate(node, f"logger.{name}", drop=frozenset(), **kwargs))
     public = public_config(cfg)

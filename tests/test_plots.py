@@ -68,3 +68,19 @@ def test_the_latent_map_gives_every_cluster_its_own_colour(kept, tmp_path, k):
 def test_the_scores_curve_draws_a_history_without_silhouettes(kept, tmp_path):
     plots.scores_curve([{"epoch": 0, "loss": 0.1}], tmp_path / "s.png")  # never clustered
     assert kept
+
+
+def test_silhouettes_from_the_manifold_and_from_the_codes_are_two_series(kept, tmp_path):
+    """manifold=umap_start scores its first update in UMAP's space (0.55) and the next in the
+    codes' (0.28): drawn as one line, a drop that did not happen."""
+    history = [
+        {"epoch": 0, "silhouette": 0.55, "manifold": True, "phase": "refine"},
+        {"epoch": 1, "silhouette": 0.28, "manifold": False, "phase": "refine"},
+        {"epoch": 2, "silhouette": 0.30, "manifold": False, "phase": "refine"},
+    ]
+    plots.scores_curve(history, tmp_path / "s.png")
+    lines = {ln.get_label(): ln.get_ydata() for ln in kept[0].axes[0].get_lines()}
+    np.testing.assert_array_equal(lines["silhouette (codes)"], [np.nan, 0.28, 0.30])
+    np.testing.assert_array_equal(lines["silhouette (manifold)"], [0.55, np.nan, np.nan])
+    plots.scores_curve(history[1:], tmp_path / "t.png")  # one space: one series, as before
+    assert "silhouette" in {ln.get_label() for ln in kept[1].axes[0].get_lines()}

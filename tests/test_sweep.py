@@ -215,8 +215,11 @@ def test_report_names_the_refinement_and_whether_it_ran(tmp_path):
     fake_job(tmp_path, "4", ["refine=none"])
     config.update(refine={"method": "dekm", "enabled": False})
     (tmp_path / "4" / ".hydra" / "config.yaml").write_text(json.dumps(config))
+    only = {"refine_method": "dekm", "history": [{"epoch": 5, "phase": "cluster_only"}]}
+    fake_job(tmp_path, "5", ["trainer.max_epochs=0"], {"k": 3, "acc": 0.5, **only})
     rows = report.build_report(tmp_path, use_wandb=False)["rows"]
-    assert [r["refine"] for r in rows] == ["dekm", "dec (not reached)", "none", "dekm", "none"]
+    refine = [r["refine"] for r in rows]
+    assert refine == ["dekm", "dec (not reached)", "none", "dekm", "none", "cluster only"]
     assert (rows[3]["manifold"], rows[3]["seed"]) == ("umap", 7)
 
 
@@ -272,6 +275,44 @@ def test_secrets_are_hidden_in_logged_hparams_but_data_keys_show():
     public = public_config(cfg)
     assert public["dataset"] == {"images_key": "x_train", "labels_key": "y_train", "monkey": 1}
     assert set(public["logger"].values()) == {"***"}
+    from deepcluster.tracking import looks_secret
+
+    for name in ("accessKey", "privateKey", "auth", "passphrase", "pwd", "ssh_key", "cookie"):
+        assert looks_secret(name), name
+    for name in ("author", "images_key", "keypoints", "cookies_dir", "password_hint_shown"):
+        assert looks_secret(name) == (name == "password_hint_shown"), name
+
+
+def test_a_secret_given_as_an_override_is_not_a_wandb_tag_name_or_metadata(
+    compose, tmp_path, monkeypatch
+):
+    """public_config hid it in the hparams, but the overrides became the sweep job's tags and
+    name, and W&B records the command line."""
+    import sys
+    from types import SimpleNamespace
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from deepcluster import tracking
+
+    secret = "+logger.wandb.settings.api_key=SECRET123"
+    fake = SimpleNamespace(
+        sweep=SimpleNamespace(dir="multirun/x"),
+        job=SimpleNamespace(override_dirname=f"{secret},k=3", num=0),
+        overrides=SimpleNamespace(task=[secret, "k=3"]),
+    )
+    monkeypatch.setattr(tracking, "is_multirun", lambda: True)
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: fake))
+    monkeypatch.setattr(sys, "argv", ["deepcluster", "-m", secret, "k=3"])
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    group, tags, name = tracking.sweep_identity()
+    assert "SECRET123" not in f"{tags}{name}" and "+logger.wandb.settings.api_key=***" in tags
+    cfg = compose("logger=wandb", "k=3", f"data.root={tmp_path}")
+    wandb_logger = next(
+        lg for lg in tracking.make_loggers(cfg, tmp_path) if "Wandb" in type(lg).__name__
+    )
+    assert wandb_logger._wandb_init["settings"].x_disable_meta
+    tracking.finish_wandb([wandb_logger])
 
 
 def test_a_finished_jobs_overrides_survive_a_refused_command_in_its_folder(tmp_path):

@@ -376,7 +376,8 @@ class ClusteringCallback(Callback):
             {
                 f"cluster/{key}": float(value)
                 for key, value in entry.items()
-                if key not in ("epoch", "phase", "loss", "manifold")
+                # manifold: 1 where the scores were taken in the manifold's space
+                if key not in ("epoch", "phase", "loss")
                 and value is not None
                 and not math.isnan(value)
             },
