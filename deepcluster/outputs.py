@@ -200,13 +200,14 @@ def write_figures(cfg: DictConfig, out_dir: Path, metrics: dict, callback, datam
 
 def command_line() -> str | None:
     """The command as typed (Hydra runs only): `deepcluster <its overrides>`."""
-    from deepcluster.tracking import hydra_config
+    from deepcluster.tracking import hydra_config, scrub_override
 
     hc = hydra_config()
     if hc is None:
         return None
     extra = [o for o in hc.overrides.hydra if not o.startswith("hydra.mode=")]
-    return shlex.join(["deepcluster", *hc.overrides.task, *extra])  # read back by shlex.split
+    task = [scrub_override(o) for o in hc.overrides.task]  # a secret's value is not kept
+    return shlex.join(["deepcluster", *task, *extra])  # read back by shlex.split
 
 
 def process_age_at(moment: float) -> float:
