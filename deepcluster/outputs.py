@@ -7,6 +7,7 @@ import math
 import os
 import resource
 import shlex
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -240,6 +241,12 @@ def _used_cuda() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_initialized()
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
 def write_run_info(
     out_dir: Path, callback, started: float, resumed_from: str | None, skipped: list[str]
 ) -> None:
@@ -256,7 +263,9 @@ def write_run_info(
         # process start → training start (interpreter, imports, data, model): with the
         # timings' elapsed_s it gives the time from the command to each clustering
         "startup_s": round(callback.fit_started - started + before, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # the process's peak: in a sweep run by Hydra's default launcher (one process), the
+        # highest of this job and the jobs before it
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "resumed_from": resumed_from,
         "skipped_files": len(skipped),
         "skipped": skipped[:100],

@@ -200,16 +200,24 @@ def write_figures(rows: list[dict], out_dir: Path) -> dict[str, Path]:
     return figures
 
 
-def log_to_wandb(rows: list[dict], figures: dict[str, Path], sweep_dir: Path) -> str | None:
+def log_to_wandb(
+    rows: list[dict], figures: dict[str, Path], sweep_dir: Path, out_dir: Path
+) -> str | None:
     """One W&B run in the sweep's group holding the table and figures; returns its dir."""
     import wandb
 
+    project = os.environ.get("WANDB_PROJECT", "deepcluster")
+    for r in rows:  # the project the jobs logged to
+        config = r["dir"] / "config.yaml"
+        if config.is_file():
+            project = OmegaConf.select(OmegaConf.load(config), "logger.wandb.project") or project
+            break
     run = wandb.init(
-        project=os.environ.get("WANDB_PROJECT", "deepcluster"),
-        group=str(sweep_dir),
+        project=project,
+        group=str(sweep_dir.resolve()),  # as the jobs name it (tracking.sweep_identity)
         job_type="report",
         name=f"report {sweep_dir.name}",
-        dir=str(sweep_dir),
+        dir=str(out_dir),
         mode=os.environ.get("WANDB_MODE", "offline"),
     )
     try:
@@ -272,7 +280,7 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, use_wandb: bool =
         r["variant"] = " ".join(o for o in varied if o not in fixed_k) or "all"
     md, table = write_tables(rows, out_dir, sorted(common))
     figures = write_figures(rows, out_dir)
-    wandb_dir = log_to_wandb(rows, figures, sweep_dir) if use_wandb else None
+    wandb_dir = log_to_wandb(rows, figures, sweep_dir, out_dir) if use_wandb else None
     return {"rows": rows, "markdown": md, "csv": table, "figures": figures, "wandb": wandb_dir}
 
 

@@ -80,7 +80,9 @@ def sweep_identity() -> tuple[str | None, list[str], str | None]:
     hc = hydra_config()
     overrides = task_overrides()
     tags = [o[:64] for o in overrides]  # W&B caps tags at 64 characters
-    return str(hc.sweep.dir), tags, ",".join(overrides) or f"job {hc.job.num}"
+    # absolute: the sweep report finds the group from the folder however it is typed
+    group = str((Path(hc.runtime.cwd) / str(hc.sweep.dir)).resolve())
+    return group, tags, ",".join(overrides) or f"job {hc.job.num}"
 
 
 def public_config(cfg: DictConfig) -> dict:

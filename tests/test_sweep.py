@@ -79,7 +79,8 @@ def test_report_logs_to_wandb_offline(sweep, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     assert report_main([str(out), "--out", str(out / "again")]) == 0
-    assert list((out / "wandb").glob("offline-run-*")), "report run missing from W&B dir"
+    # beside the report's other files (--out), not in the sweep folder
+    assert list((out / "again" / "wandb").glob("offline-run-*")), "report run missing"
 
 
 def test_report_on_a_folder_without_jobs_is_a_clear_error(tmp_path, capsys):
@@ -102,6 +103,7 @@ def test_sweep_job_is_its_own_wandb_run_grouped_and_tagged(compose, tmp_path, mo
         sweep=SimpleNamespace(dir="multirun/2026-11-25/15-00-00"),
         job=SimpleNamespace(override_dirname="activation=relu,k=5", num=0),
         overrides=SimpleNamespace(task=["k=5", "activation=relu", "hydra.verbose=true"]),
+        runtime=SimpleNamespace(cwd=str(tmp_path)),
     )
     monkeypatch.setattr(tracking, "is_multirun", lambda: True)
     monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: fake))
@@ -111,7 +113,8 @@ def test_sweep_job_is_its_own_wandb_run_grouped_and_tagged(compose, tmp_path, mo
         lg for lg in tracking.make_loggers(cfg, tmp_path) if "Wandb" in type(lg).__name__
     )
     init = wandb_logger._wandb_init
-    assert init["group"] == "multirun/2026-11-25/15-00-00"
+    # absolute: `python -m deepcluster.report multirun/…` from anywhere finds the group
+    assert init["group"] == str(tmp_path.resolve() / "multirun/2026-11-25/15-00-00")
     assert init["name"] == "activation=relu,k=5"
     assert set(init["tags"]) == {"k=5", "activation=relu"}  # hydra.* settings are not tags
     tracking.finish_wandb([wandb_logger])
@@ -300,6 +303,7 @@ def test_a_secret_given_as_an_override_is_not_a_wandb_tag_name_or_metadata(
         sweep=SimpleNamespace(dir="multirun/x"),
         job=SimpleNamespace(override_dirname=f"{secret},k=3", num=0),
         overrides=SimpleNamespace(task=[secret, "k=3"]),
+        runtime=SimpleNamespace(cwd=str(tmp_path)),
     )
     monkeypatch.setattr(tracking, "is_multirun", lambda: True)
     monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: fake))
