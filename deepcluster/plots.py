@@ -54,12 +54,20 @@ def latent_map(
     title: str = "",
     classes: np.ndarray | None = None,
 ) -> Path:
-    """Scatter of the codes (PCA to 2-D) coloured by cluster, and beside it by class."""
+    """Scatter of the codes (PCA to 2-D) coloured by cluster, and beside it by class. With
+    classes, each cluster takes the colour of the class it is matched to (Hungarian, as ACC
+    matches them; a cluster left without a class gets a colour of its own), so the panels'
+    colours correspond."""
+    from deepcluster.clustering.metrics import align_labels
+
     xy, idx = project_2d(z)
-    panels = [("cluster", labels)] + ([("class", classes)] if classes is not None else [])
+    panels = [("cluster", labels)]
+    if classes is not None:
+        panels = [("cluster", align_labels(classes, labels)), ("class", classes)]
+    n_colours = max(int(colour.max()) + 1 for _, colour in panels)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5), squeeze=False)
     for ax, (what, colour) in zip(axes[0], panels):
-        cmap, vmin, vmax = colour_scale(int(colour.max()) + 1)
+        cmap, vmin, vmax = colour_scale(n_colours)
         ax.scatter(
             xy[:, 0],
             xy[:, 1],

@@ -84,3 +84,16 @@ def test_silhouettes_from_the_manifold_and_from_the_codes_are_two_series(kept, t
     np.testing.assert_array_equal(lines["silhouette (manifold)"], [0.55, np.nan, np.nan])
     plots.scores_curve(history[1:], tmp_path / "t.png")  # one space: one series, as before
     assert "silhouette" in {ln.get_label() for ln in kept[1].axes[0].get_lines()}
+
+
+def test_a_cluster_takes_the_colour_of_the_class_it_is_matched_to(kept, tmp_path):
+    """Cluster ids are arbitrary: a perfect clustering with ids swapped drew the two panels
+    in other colours."""
+    classes = np.array([0, 0, 1, 1, 2, 2])
+    clusters = np.array([2, 2, 0, 0, 1, 1])  # perfect, ids permuted
+    z = np.random.default_rng(0).normal(size=(6, 4))
+    plots.latent_map(z, clusters, tmp_path / "m.png", classes=classes)
+    by_cluster, by_class = (ax.collections[0] for ax in kept[0].axes[:2])
+    np.testing.assert_array_equal(
+        by_cluster.to_rgba(by_cluster.get_array()), by_class.to_rgba(by_class.get_array())
+    )
