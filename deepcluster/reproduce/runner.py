@@ -17,11 +17,10 @@ from pathlib import Path
 from deepcluster.reproduce.settings import SETTINGS, Setting
 
 # seconds per image per epoch of reconstruction training, alone on 2 cores (RESULTS: 26-27 s
-# a MNIST-full epoch of the CAE on the Xeon and the EPYC; the deep CAE's MNIST-test runs took
-# 55-62 min for 200 epochs on one thread beside other runs). One thread beside other work
-# takes about twice as long.
+# a MNIST-full epoch of the CAE on the Xeon and the EPYC; 37-43 s one of the deep CAE on the
+# Xeon, B/mnist seed 0). One thread beside other work takes about twice as long.
 SECONDS_PER_IMAGE_EPOCH = {
-    "cpu": {"cae": 27 / 70_000, "cae_deep": 60 / 70_000},
+    "cpu": {"cae": 27 / 70_000, "cae_deep": 42 / 70_000},
     "gpu": {"cae": 1 / 70_000, "cae_deep": 2 / 70_000},
 }  # goal, not measured
 N_IMAGES = {("mnist", "all"): 70_000, ("mnist", "test"): 10_000, ("fashion_mnist", "all"): 70_000}
