@@ -81,12 +81,12 @@ def build_parts(cfg: DictConfig) -> Parts:
     augment = instantiate(cfg.get("augment"), "augment")
     refine = cfg.refine
     # the cycle spans the reconstruction epochs that will run (a run may stop before the end
-    # of pretraining: then it ends there, at the low rate, not mid-cycle)
-    epochs_of_schedule = max(
-        1,
+    # of pretraining: then it ends there, at the low rate, not mid-cycle); none when
+    # refinement starts at once (pretrain_epochs=0): it runs at optim.lr throughout
+    epochs_of_schedule = (
         min(cfg.pretrain_epochs, cfg.trainer.max_epochs)
         if refine.enabled
-        else cfg.trainer.max_epochs,
+        else max(1, cfg.trainer.max_epochs)
     )
     lr_schedule = None
     if cfg.optim.schedule == "one_cycle":

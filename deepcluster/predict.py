@@ -145,19 +145,32 @@ class Predictor:
 
     def read(self, files: list[Path]):
         """(images (N, C, H, W) uint8, the files they came from): unreadable files skipped,
-        each named on standard error."""
+        each named on standard error. Each image is brought to the run's size and channels as
+        its training images were: a folder run's with PIL, as the folder was read; any other
+        run's (arrays, digits, MNIST: images that came as arrays) at the file's own size, then
+        through the datamodules' `conform` (torch's resize and luma give other pixels than
+        PIL's once an image shrinks by 4× or more)."""
         import torch
 
+        from deepcluster.data.base import conform
         from deepcluster.data.folder import read_images
 
         def warn(message: str) -> None:
             print(f"warning: {message}", file=sys.stderr)
 
+        as_folder = str(self.cfg.dataset.get("_target_", "")).endswith("FolderDataModule")
+        size = self.image_size if as_folder else None
+        channels = self.channels if as_folder else 3
         images, kept, _ = read_images(
-            files, self.image_size, self.channels, warn, self.white, background=self.background
+            files, size, channels, warn, self.white, background=self.background
         )
         if not kept:
             raise PredictError(f"none of the {len(files)} image files could be read")
+        if not as_folder:
+            native = [torch.from_numpy(x) for x in images]
+            native = [x[:1] if bool((x == x[:1]).all()) else x for x in native]  # grey files
+            images = [conform(x[None], self.image_size, self.channels)[0] for x in native]
+            return torch.stack(images), kept
         return torch.from_numpy(np.stack(images)), kept
 
     def __call__(self, images) -> tuple[np.ndarray, np.ndarray]:

@@ -411,6 +411,36 @@ def test_the_cycle_ends_where_pretraining_does(compose, max_epochs, low_at):
     assert factor(10 * low_at - 1) < 0.05 and factor(10 * low_at) == 1.0
 
 
+def test_refinement_from_the_start_runs_at_the_base_rate(compose):
+    """pretrain_epochs=0 with schedule=fast: `max(1, …)` made a one-epoch cycle, so the
+    refinement's first epoch ran a warm-up to 10× optim.lr and a cosine down."""
+    from deepcluster.build import build_parts
+
+    cfg = compose("schedule=fast", "refine=dekm", "pretrain_epochs=0", "trainer.max_epochs=3")
+    factor = build_parts(cfg).module.lr_schedule(10)
+    assert {factor(step) for step in range(30)} == {1.0}
+
+
+def test_the_cycle_counts_the_runs_steps_not_the_schedulers(compose):
+    """A checkpoint without a scheduler state (a constant-rate pretraining continued with
+    schedule=fast) restarted the cycle at refinement's first step: 10× optim.lr there."""
+    from deepcluster.build import build_parts
+
+    cfg = compose("schedule=fast", "refine=dekm", "pretrain_epochs=2", "trainer.max_epochs=4")
+    module = build_parts(cfg).module
+
+    class Trainer:  # what configure_optimizers reads of Lightning's
+        max_epochs, estimated_stepping_batches, global_step = 4, 40, 25  # inside refinement
+
+    module.trainer = Trainer()
+    scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    scheduler.step()
+    assert scheduler.get_last_lr()[0] == pytest.approx(cfg.optim.lr)  # not the cycle's start
+    Trainer.global_step = 5  # inside pretraining: the cycle, at its step 5 of 20
+    scheduler.step()
+    assert scheduler.get_last_lr()[0] > 5 * cfg.optim.lr
+
+
 def test_schedule_fast_composes_and_trains(compose, tmp_path):
     from deepcluster.run import run
 

@@ -115,9 +115,10 @@ def flatten(img, background: str):
 
 
 def read_image(
-    path: Path, size: int, channels: int, white: int | None = None, background: str = "white"
+    path: Path, size: int | None, channels: int, white: int | None = None, background: str = "white"
 ) -> np.ndarray:
-    """(channels, size, size) uint8; raises one of unreadable_errors() for a broken file."""
+    """(channels, size, size) uint8 (size None: the file's own height and width); raises one
+    of unreadable_errors() for a broken file."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as img:
@@ -126,7 +127,7 @@ def read_image(
         if img.mode in HIGH_DEPTH:
             img = to_8bit(img, white)
         img = flatten(img, background).convert("L" if channels == 1 else "RGB")
-        if img.size != (size, size):
+        if size is not None and img.size != (size, size):
             img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
@@ -134,7 +135,7 @@ def read_image(
 
 def read_images(
     files: list[Path],
-    size: int,
+    size: int | None,
     channels: int,
     warn: Callable[[str], None],
     white: int | None = None,

@@ -242,7 +242,13 @@ class DeepClusterModule(L.LightningModule):
             return optimizer
         epochs = max(1, self.trainer.max_epochs or 1)
         steps_per_epoch = math.ceil(self.trainer.estimated_stepping_batches / epochs)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_schedule(steps_per_epoch))
+        factor = self.lr_schedule(steps_per_epoch)
+        # counted from the run's start (the trainer's step), not from the scheduler's creation:
+        # a checkpoint continued without a scheduler state of its own (a constant-rate
+        # pretraining, then schedule=fast) restarted the cycle inside refinement
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda _: factor(self.trainer.global_step)
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
@@ -257,9 +263,18 @@ class DeepClusterModule(L.LightningModule):
         was_training = self.training
         self.eval()
         chunks = []
-        for start in range(0, len(images), batch_size):
-            x = images[start : start + batch_size].to(self.device, non_blocking=True)
-            x = self._prep(x.float().div_(255.0))
-            chunks.append(self.model.encode(x).float())
+        cudnn = torch.backends.cudnn
+        # full float32 convolutions on a GPU (cuDNN's default is TF32, a 10-bit mantissa): the
+        # codes the run clusters are then those deepcluster-predict computes on the CPU
+        with cudnn.flags(
+            enabled=cudnn.enabled,
+            benchmark=cudnn.benchmark,
+            deterministic=cudnn.deterministic,
+            allow_tf32=False,
+        ):
+            for start in range(0, len(images), batch_size):
+                x = images[start : start + batch_size].to(self.device, non_blocking=True)
+                x = self._prep(x.float().div_(255.0))
+                chunks.append(self.model.encode(x).float())
         self.train(was_training)
         return torch.cat(chunks)
