@@ -116,7 +116,7 @@ PATH_KEYS = ("ckpt_path", "dataset.path", "data.root", "output_dir")
 
 def quote_checkpoint_paths(argv: list[str]) -> list[str]:
     """`ckpt_path=outputs/k=5,seed=1/<time>/checkpoints/last.ckpt`, as our own run folders
-    are named, is refused by Hydra's grammar (`=`, `,`, a space or brackets in a bare value):
+    are named, is refused by Hydra's grammar (`=`, `,` or brackets in a bare value):
     a path key's value is quoted for it when it holds `=` (never a sweep) or names a file or
     folder that exists. (Another value stays as given: `a,b` may be a sweep.) A missing path
     then gets our own message, not the grammar's."""
@@ -125,7 +125,7 @@ def quote_checkpoint_paths(argv: list[str]) -> list[str]:
         key, _, value = arg.partition("=")
         if (
             key.lstrip("+") in PATH_KEYS
-            and any(c in value for c in "=, []{}()")
+            and any(c in value for c in "=,[]{}()")
             and value[:1] not in ("'", '"')
             and "'" not in value
             and ("=" in value or Path(value).expanduser().exists())
@@ -184,20 +184,25 @@ def _preflight(argv: list[str]) -> str | None:
 
 def unknown_key_hint(argv: list[str]) -> str | None:
     """After Hydra refused `trainer.max_epoch=2` ("use +trainer.max_epoch=2", which only moves
-    the error), name the key meant: the nearest one of the config the command's group
-    choices compose, or the dataset a dataset key belongs to (`dataset.path` needs
-    dataset=folder or array). None when every key is known."""
+    the error), name the key meant: the option of its group that has it (`dataset.path`:
+    dataset=folder or array), else the nearest key of the config the command's group choices
+    compose. None when every key is known."""
     import difflib
 
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()  # the refused command's, if it got that far
-    groups = {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()}
-    choices = [a for a in argv if a.split("=", 1)[0] in groups]
+    conf = Path(CONF_DIR)
+    groups = {p.name for p in conf.iterdir() if p.is_dir()}
+    chosen = {}  # group → its option (a sweep's first)
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in groups:
+            chosen[key] = value.split(",")[0]
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose("config", overrides=[c for c in choices if not c.startswith("-")])
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose("config", overrides=[f"{g}={o}" for g, o in chosen.items()])
     except Exception:  # a group choice that does not exist: Hydra's message says so
         return None
     known = []
@@ -213,13 +218,22 @@ def unknown_key_hint(argv: list[str]) -> str | None:
         key = arg.split("=", 1)[0]
         if "=" not in arg or key.startswith(("+", "~", "-", "hydra")) or key in known:
             continue
-        if "/" in key or key.split(".")[0] not in known and "." in key:
-            continue  # a group path or a group of its own: Hydra's message says it
+        if key in groups or "/" in key or (key.split(".")[0] not in known and "." in key):
+            continue  # a group choice, or a group path: Hydra's message says it
+        group, _, leaf = key.partition(".")
+        if group in groups and leaf and "." not in leaf:
+            owners = sorted(
+                p.stem for p in (conf / group).glob("*.yaml") if leaf in OmegaConf.load(p)
+            )
+            if owners:
+                options = " or ".join(f"{group}={o}" for o in owners)
+                if group in chosen:
+                    return f"{key} is an option of {options}, not of {group}={chosen[group]}"
+                now = cfg[group].get("name", "its default")
+                return f"{key} is an option of {options}, not of {group}={now}: add one of them"
         leaf = key.rsplit(".", 1)[-1]
         hint = [k for k in known if k.rsplit(".", 1)[-1] == leaf and k != key][:1]
         hint = hint or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        if key.startswith("dataset.") and leaf in ("path", "labels_key", "images_key", "white"):
-            return f"{key} is an option of dataset=folder and dataset=array: add dataset=folder"
         if hint:
             return (
                 f"{key} is not a key of this config; did you mean {hint[0]}? (`+{key}`, "

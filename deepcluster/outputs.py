@@ -275,6 +275,6 @@ def write_run_info(
         "command": command_line(),
         # when this process ended (UTC): tells which of a retrained pretraining's records a
         # run that continued it was built on
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
     (out_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")

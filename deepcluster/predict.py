@@ -158,19 +158,23 @@ class Predictor:
         def warn(message: str) -> None:
             print(f"warning: {message}", file=sys.stderr)
 
-        as_folder = str(self.cfg.dataset.get("_target_", "")).endswith("FolderDataModule")
-        size = self.image_size if as_folder else None
-        channels = self.channels if as_folder else 3
-        images, kept, _ = read_images(
-            files, size, channels, warn, self.white, background=self.background
-        )
+        if str(self.cfg.dataset.get("_target_", "")).endswith("FolderDataModule"):
+            images, kept, _ = read_images(
+                files, self.image_size, self.channels, warn, self.white, background=self.background
+            )
+        else:
+            images, kept = [], []
+            for f in files:  # one at a time: only the conformed image is kept
+                native, ok, _ = read_images(
+                    [f], None, 3, warn, self.white, background=self.background
+                )
+                if ok:
+                    x = torch.as_tensor(native[0].copy())
+                    x = x[:1] if bool((x == x[:1]).all()) else x  # a grey file: one channel
+                    images.append(conform(x[None], self.image_size, self.channels)[0].numpy())
+                    kept += ok
         if not kept:
             raise PredictError(f"none of the {len(files)} image files could be read")
-        if not as_folder:
-            native = [torch.from_numpy(x) for x in images]
-            native = [x[:1] if bool((x == x[:1]).all()) else x for x in native]  # grey files
-            images = [conform(x[None], self.image_size, self.channels)[0] for x in native]
-            return torch.stack(images), kept
         return torch.from_numpy(np.stack(images)), kept
 
     def __call__(self, images) -> tuple[np.ndarray, np.ndarray]:

@@ -498,6 +498,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 ) from None
             except NonFiniteLossError as exc:
                 raise NonFiniteLossError(f"{exc} {last_checkpoint(ckpt_dir)}") from None
+            restore_sigterm = stop_on_sigterm(
+                f"after training, before its results were written. {last_checkpoint(ckpt_dir)}"
+            )
             if parts.callback.last_codes is None and trainer.is_global_zero:
                 # the checkpoint had reached max_epochs already (its run stopped after the
                 # last checkpoint, before its results): nothing trains; its last update,
@@ -506,9 +509,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 last = max(trainer.current_epoch - 1, 0)  # the last epoch trained
                 parts.callback.redo_last_update(Standalone(dm, last), parts.module)
                 keep_weights(plan.ckpt, ckpt_dir)
-            restore_sigterm = stop_on_sigterm(
-                f"after training, before its results were written. {last_checkpoint(ckpt_dir)}"
-            )
         callback = parts.callback
         if not any("k" in h for h in callback.history):
             raise TrainingError("training ended before the first clustering: no results")

@@ -114,9 +114,11 @@ def make_loggers(cfg: DictConfig, out_dir: Path) -> list:
                 tags=[*(cfg.logger.wandb.get("tags") or []), *tags],
             )
             if any(scrub_override(a) != a for a in sys.argv[1:]):
-                import wandb  # W&B records the command line: not with a secret in it
-
-                kwargs["settings"] = wandb.Settings(x_disable_meta=True)
+                # W&B records the command line: not with a secret in it (the user's own
+                # settings, the secret among them, are kept)
+                own = node.get("settings")
+                own = OmegaConf.to_container(own, resolve=True) if own is not None else {}
+                kwargs["settings"] = {**own, "x_disable_meta": True}
         # a logger's `name` is its own argument (the CSV log's folder), not an option's name
         loggers.append(instantiate(node, f"logger.{name}", drop=frozenset(), **kwargs))
     public = public_config(cfg)

@@ -161,7 +161,13 @@ def test_a_checkpoint_in_a_folder_named_by_its_overrides_is_taken_as_given(tmp_p
         (["max_epochs=3"], "did you mean trainer.max_epochs?"),
         (["dataset=folder", "dataset.path=/x", "dataset.imagesize=3"], "dataset.image_size?"),
         (["clusterer=gmm", "clusterer.n_inits=3"], "did you mean clusterer.n_init?"),
-        (["dataset.path=/x"], "dataset.path is an option of dataset=folder and dataset=array"),
+        (["dataset.path=/x"], "option of dataset=array or dataset=folder, not of dataset=digits"),
+        (["dataset=array", "dataset.white=1"], "option of dataset=folder, not of dataset=array"),
+        (["clusterer=ward", "clusterer.n_init=3"], "of clusterer=gmm or clusterer=kmeans, not"),
+        # group choices are not keys (experiment and schedule set keys of their own)
+        (["experiment=ward_mnist", "trainer.max_epoch=2"], "did you mean trainer.max_epochs?"),
+        (["schedule=fast", "trainer.max_epoch=2"], "did you mean trainer.max_epochs?"),
+        (["-m", "dataset=digits,mnist", "trainer.max_epoch=2"], "trainer.max_epochs?"),
         (["k=3", "trainer.max_epochs=2"], None),  # every key known
     ],
 )

@@ -326,8 +326,10 @@ def test_sigterm_outside_fit_stops_with_the_message_and_the_handler_comes_back()
 
     before = signal.getsignal(signal.SIGTERM)
     restore = stop_on_sigterm("after training, before its results were written. X")
-    with pytest.raises(RunStopped, match="stopped by SIGTERM after training, before its results"):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(1)  # the handler runs at the next bytecode
-    restore()
+    try:
+        with pytest.raises(RunStopped, match="stopped by SIGTERM after training, before its"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs at the next bytecode
+    finally:
+        restore()
     assert signal.getsignal(signal.SIGTERM) is before

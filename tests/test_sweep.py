@@ -311,11 +311,12 @@ def test_a_secret_given_as_an_override_is_not_a_wandb_tag_name_or_metadata(
     monkeypatch.setenv("WANDB_MODE", "offline")
     group, tags, name = tracking.sweep_identity()
     assert "SECRET123" not in f"{tags}{name}" and "+logger.wandb.settings.api_key=***" in tags
-    cfg = compose("logger=wandb", "k=3", f"data.root={tmp_path}")
+    cfg = compose("logger=wandb", secret, "k=3", f"data.root={tmp_path}")
     wandb_logger = next(
         lg for lg in tracking.make_loggers(cfg, tmp_path) if "Wandb" in type(lg).__name__
     )
-    assert wandb_logger._wandb_init["settings"].x_disable_meta
+    settings = wandb_logger._wandb_init["settings"]
+    assert settings == {"api_key": "SECRET123", "x_disable_meta": True}  # the user's kept
     tracking.finish_wandb([wandb_logger])
 
 

@@ -50,14 +50,17 @@ def pretraining_record(pre_dir: Path, info: dict) -> dict:
     to the last one that ended before it started, by their `finished_at`; a run without one
     (older) to the first unstamped record. Without either, the folder's own."""
     records = [_read(pre_dir / "run_info.json")]
-    records += [_read(p / "run_info.json") for p in sorted(pre_dir.glob("previous*"))]
+    earlier = sorted(  # previous, previous.2, …, previous.10: the order they were set aside
+        pre_dir.glob("previous*"), key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 1
+    )
+    records += [_read(p / "run_info.json") for p in earlier]
     records = [r for r in records if r]
     if not records:
         return {}
     unstamped = next((r for r in records if "finished_at" not in r), records[0])
     if "finished_at" not in info:
         return unstamped
-    started = datetime.fromisoformat(info["finished_at"]) - timedelta(seconds=info["wall_s"])
+    started = datetime.fromisoformat(info["finished_at"]) - timedelta(seconds=info.get("wall_s", 0))
     before = [r for r in records if "finished_at" in r]
     before = [r for r in before if datetime.fromisoformat(r["finished_at"]) <= started]
     if before:
