@@ -241,6 +241,15 @@ def _used_cuda() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_initialized()
 
 
+def _run_info(run_dir: Path) -> dict:
+    """A run folder's run_info.json, or {} (none, unreadable)."""
+    try:
+        info = json.loads((run_dir / "run_info.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -255,6 +264,14 @@ def write_run_info(
     wall_s = time.perf_counter() - started + before
     own = is_inside(resumed_from, out_dir)
     earlier = callback.earlier_wall_s.get(callback.run_dir) if own else 0.0
+    # which run of the source folder a checkpoint came from (a folder trained again keeps its
+    # earlier runs in previous*/): that run's finished_at; continuing its own checkpoint,
+    # what an earlier process of this run recorded
+    source = None
+    if own:
+        source = _run_info(out_dir).get("source_finished_at")
+    elif resumed_from is not None:
+        source = _run_info(Path(resumed_from).parent.parent).get("finished_at")
     info = {
         "wall_s": round(wall_s, 2),  # this process
         # with the earlier processes of a run resumed in its own folder (their fit time up to
@@ -267,6 +284,7 @@ def write_run_info(
         # highest of this job and the jobs before it
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "resumed_from": resumed_from,
+        "source_finished_at": source,
         "skipped_files": len(skipped),
         "skipped": skipped[:100],
         "timings": jsonable(callback.timings),

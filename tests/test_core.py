@@ -550,3 +550,10 @@ def test_a_later_run_in_the_same_process_counts_only_its_own_time(compose, tmp_p
 
     ended = datetime.fromisoformat(info["finished_at"])  # UTC: the reproduction's tables read it
     assert abs((datetime.now(timezone.utc) - ended).total_seconds()) < 60
+    # a run continuing another's checkpoint names which run of that folder it came from
+    first = json.loads((tmp_path / "a" / "run_info.json").read_text())
+    run(compose(*TINY, f"output_dir={tmp_path}/c", f"ckpt_path={tmp_path}/a/checkpoints/last.ckpt"))
+    info = json.loads((tmp_path / "c" / "run_info.json").read_text())
+    assert (
+        info["source_finished_at"] == first["finished_at"] and first["source_finished_at"] is None
+    )

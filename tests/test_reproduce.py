@@ -513,3 +513,11 @@ def test_a_retrained_pretraining_keeps_crediting_the_runs_built_on_the_earlier_o
     sooner = {"wall_s": 100, "finished_at": "2026-12-07T02:59:00+00:00"}  # started before it
     assert tables.pretraining_record(pre, sooner) == old
     assert tables.pretraining_record(tmp_path / "none", later) == {}
+    # a run that names its source (run_info's source_finished_at) is credited to it, whatever
+    # its own times say
+    named = {"wall_s": 100, "finished_at": "2026-12-07T03:10:00+00:00"}
+    named["source_finished_at"] = new["finished_at"]
+    (pre / "previous.2").mkdir()
+    other = {"machine": {"cpu": "THIRD"}, "wall_s": 1, "finished_at": "2026-12-07T03:05:00+00:00"}
+    (pre / "previous.2" / "run_info.json").write_text(json.dumps(other))
+    assert tables.pretraining_record(pre, named) == new

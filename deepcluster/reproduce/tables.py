@@ -47,8 +47,9 @@ def _wall(info: dict, folder: Path) -> float | None:
 def pretraining_record(pre_dir: Path, info: dict) -> dict:
     """The run_info.json of the pretraining a run continued. A pretraining trained again (a
     fresh clone has no checkpoint) keeps its earlier records in previous*/: a run is credited
-    to the last one that ended before it started, by their `finished_at`; a run without one
-    (older) to the first unstamped record. Without either, the folder's own."""
+    to the one it names (`source_finished_at`), else to the last one that ended before it
+    started, by their `finished_at`; a run without one (older) to the first unstamped record.
+    Without either, the folder's own."""
     records = [_read(pre_dir / "run_info.json")]
     earlier = sorted(  # previous, previous.2, …, previous.10: the order they were set aside
         pre_dir.glob("previous*"), key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 1
@@ -57,6 +58,11 @@ def pretraining_record(pre_dir: Path, info: dict) -> dict:
     records = [r for r in records if r]
     if not records:
         return {}
+    source = info.get("source_finished_at")  # recorded by the run itself: exact
+    if source is not None:
+        exact = [r for r in records if r.get("finished_at") == source]
+        if exact:
+            return exact[0]
     unstamped = next((r for r in records if "finished_at" not in r), records[0])
     if "finished_at" not in info:
         return unstamped
