@@ -119,6 +119,8 @@ class Predictor:
         self.channels = int(self.cfg.dataset.channels)
         self.white = self.cfg.dataset.get("white")  # a folder's 16-bit white, as trained
         self.background = self.cfg.dataset.get("background", "white")
+        # a folder run read its files with PIL; any other run's images came as arrays
+        self.as_folder = str(self.cfg.dataset.get("_target_", "")).endswith("FolderDataModule")
 
     def weights_file(self) -> Path:
         """The weights the run's clusters came from: a trained run's own last checkpoint, a
@@ -158,7 +160,7 @@ class Predictor:
         def warn(message: str) -> None:
             print(f"warning: {message}", file=sys.stderr)
 
-        if str(self.cfg.dataset.get("_target_", "")).endswith("FolderDataModule"):
+        if self.as_folder:
             images, kept, _ = read_images(
                 files, self.image_size, self.channels, warn, self.white, background=self.background
             )

@@ -584,7 +584,7 @@ def test_white_reads_12_bit_data_and_a_dark_folder_is_flagged(tmp_path, caplog):
         FolderDataModule(path=str(tmp_path), white=70000)
     predictor = object.__new__(predict.Predictor)  # what read() takes from a run's config
     predictor.image_size, predictor.channels, predictor.white = 28, 1, 4095
-    predictor.background = "white"
+    predictor.background, predictor.as_folder = "white", True
     images, kept = predictor.read([tmp_path / "twelve_bit.png", tmp_path / "over.png"])
     assert torch.equal(images, read.images) and kept == [tmp_path / "twelve_bit.png"]
 
