@@ -496,6 +496,15 @@ def test_a_finished_run_is_done_whatever_folder_the_data_came_from(tmp_path):
     assert not again.same_run()  # unfinished: other data must not continue it
     (run.run_dir / "metrics.json").write_text("{}")
     assert again.same_run() and again.done
+    # a finished pretraining trained again (its checkpoint gone) under the other data.root
+    # records that one: an interruption then continues it, not refuses it
+    (pre, _) = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", ["data.root=X"])
+    assert pre.claim() is None
+    (pre.run_dir / "metrics.json").write_text("{}")
+    (again_pre, _) = runner.plan(by_name("B/mnist_test"), [0], tmp_path, True, "cpu", [])
+    assert again_pre.claim() is None
+    (pre.run_dir / "metrics.json").unlink()  # set aside by the new run, which then stops
+    assert again_pre.same_run() and again_pre.claim() is None
 
 
 def test_a_retrained_pretraining_keeps_crediting_the_runs_built_on_the_earlier_one(tmp_path):

@@ -170,7 +170,7 @@ class Job:
                 "two would write the same checkpoints. Wait for it, or stop it first"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if before is None:
+        if before is None or self.finished:  # new, or finished and trained again from nothing
             self.plan_file.write_text(json.dumps(self.identity) + "\n")
         self.lock_file.write_text(f"{os.getpid()}\n")
         return None
