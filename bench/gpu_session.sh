@@ -55,16 +55,17 @@ echo "== 3. published schedules side by side ($(left) s left)"
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 10 \
     > "$OUT/gpu_util.csv" 2>/dev/null &
 util=$!
-# what the CPU sessions cannot finish (a 200-epoch pretraining on 70 000 images takes 2-3 h on
-# 2 cores): method B on MNIST-full, seeds 1-2 (seed 0 ran on the CPU; every other published
-# setting has its three seeds). A seed whose pretraining a CPU session began continues on the
-# GPU when its folder travels: add results/runs/pretrain/mnist-all-cae_deep-relu-sN to carry
-# (its checkpoints/ hold about 1 MB; delete its running.pid here first: that process id means
+# what the CPU sessions cannot finish (a 200-epoch pretraining of the full-width deep CAE on
+# 70 000 images takes about 7 h on 2 cores): method B, both splits, at the published width
+# [32, 64, 128] (the half-width runs of earlier sessions are in results/runs/half_width/; every
+# method-A and N2D setting has its three seeds). A seed whose pretraining a CPU session began
+# continues on the GPU when its folder travels: add results/runs/pretrain/<its key> to carry
+# (its checkpoints/ hold a few MB; delete its running.pid here first: that process id means
 # nothing on the GPU machine; the runner continues last.ckpt). One run keeps the GPU
 # 19-28 % busy and needs a host core: as many side by side as half the host's cores, at most 4.
 jobs=$(( $(nproc) / 2 )); [ "$jobs" -lt 1 ] && jobs=1; [ "$jobs" -gt 4 ] && jobs=4
 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python3 -m deepcluster.reproduce --device gpu \
-    --jobs "$jobs" --seeds 3 --root "$ROOT" --only 'B/mnist' > "$OUT/reproduce.log" 2>&1 &
+    --jobs "$jobs" --seeds 3 --root "$ROOT" --only 'B/*' > "$OUT/reproduce.log" 2>&1 &
 p1=$!
 while kill -0 $p1 2>/dev/null && [ "$(left)" -gt 30 ]; do sleep 5; done
 pkill -TERM -f "deepcluster.reproduce" ; pkill -TERM -f "python3 -m deepcluster"

@@ -257,7 +257,12 @@ def peak_rss_mb() -> float:
 
 
 def write_run_info(
-    out_dir: Path, callback, started: float, resumed_from: str | None, skipped: list[str]
+    out_dir: Path,
+    callback,
+    started: float,
+    resumed_from: str | None,
+    skipped: list[str],
+    model: DictConfig | None = None,
 ) -> None:
     """What varies between identical runs (timings, memory) lives apart from metrics.json."""
     before = life_before(started)
@@ -291,6 +296,9 @@ def write_run_info(
         "ddp_rank_agreement_checks": callback.rank_checks,
         "machine": describe(ran_on_gpu=_used_cuda()),
         "command": command_line(),
+        # the network its checkpoint holds: a reproduction tells a run of an experiment file
+        # since changed (another width) from one of the file as it is now
+        "model_config": None if model is None else OmegaConf.to_container(model, resolve=True),
         # when this process ended (UTC): tells which of a retrained pretraining's records a
         # run that continued it was built on
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),

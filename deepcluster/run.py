@@ -524,7 +524,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         outputs.write_results(out_dir, callback, dm)
         figures = outputs.write_figures(cfg, out_dir, metrics, callback, dm)
         log_final(loggers, metrics, figures)
-        outputs.write_run_info(out_dir, callback, started, plan.ckpt, dm.skipped)
+        outputs.write_run_info(out_dir, callback, started, plan.ckpt, dm.skipped, cfg.model)
         outputs.write_metrics(out_dir, metrics)  # last: a run with metrics.json is complete
         succeeded = True
     finally:

@@ -550,6 +550,8 @@ def test_a_later_run_in_the_same_process_counts_only_its_own_time(compose, tmp_p
 
     ended = datetime.fromisoformat(info["finished_at"])  # UTC: the reproduction's tables read it
     assert abs((datetime.now(timezone.utc) - ended).total_seconds()) < 60
+    # the network it built, resolved: a reproduction tells it from an experiment file changed since
+    assert info["model_config"]["code_dim"] == 10 and "${" not in json.dumps(info["model_config"])
     # a run continuing another's checkpoint names which run of that folder it came from
     first = json.loads((tmp_path / "a" / "run_info.json").read_text())
     run(compose(*TINY, f"output_dir={tmp_path}/c", f"ckpt_path={tmp_path}/a/checkpoints/last.ckpt"))

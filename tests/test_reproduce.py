@@ -530,3 +530,33 @@ def test_a_retrained_pretraining_keeps_crediting_the_runs_built_on_the_earlier_o
     other = {"machine": {"cpu": "THIRD"}, "wall_s": 1, "finished_at": "2026-12-07T03:05:00+00:00"}
     (pre / "previous.2" / "run_info.json").write_text(json.dumps(other))
     assert tables.pretraining_record(pre, named) == new
+
+
+def test_a_run_of_an_experiment_file_since_changed_is_not_this_run(tmp_path):
+    """`ward_mnist_test` now trains the deep CAE at full width: a finished run of the file as
+    it was (channels [16, 32, 64], recorded in its run_info.json) is neither skipped as done,
+    nor continued, nor averaged in; a run of the file as it is, is."""
+    pre, run = runner.plan(by_name("B/mnist_test"), [0], tmp_path, False, "cpu", [])
+    assert runner.composed_model(("experiment=ward_mnist_test",))["channels"] == [32, 64, 128]
+    history = [{"epoch": 199, "phase": "cluster_only"}]
+    for job in (pre, run):
+        assert job.claim() is None
+        metrics = {"acc": 0.8, "nmi": 0.7, "n": 10000, "history": history, "stop_reason": "x"}
+        (job.run_dir / "metrics.json").write_text(json.dumps(metrics))
+        model = {"name": "cae_deep", "channels": [16, 32, 64], "code_dim": 10}
+        (job.run_dir / "run_info.json").write_text(json.dumps({"model_config": model}))
+    said = "model.channels=[16, 32, 64] (the experiment file now builds [32, 64, 128])"
+    assert not pre.done and not run.done and pre.model_changes() == [said]
+    assert said in pre.claim() and "move that folder away" in pre.claim()
+    entries = tables.collect(by_name("B/mnist_test"), [0], tmp_path, quick=False)
+    assert entries[0]["ours"]["runs"][0]["not_as_published"] == [said]
+    assert entries[0]["ours"]["seeds"] == []
+    # the file as it is now: a key recorded then but no longer built is no difference
+    for job in (pre, run):
+        model = {"name": "cae_deep", "channels": [32, 64, 128], "gone": 1}
+        (job.run_dir / "run_info.json").write_text(json.dumps({"model_config": model}))
+    assert pre.done and run.done and pre.model_changes() == []
+    # a folder holding only Hydra's config.yaml (a local run, interrupted) is read as well
+    (pre.run_dir / "run_info.json").unlink()
+    (pre.run_dir / "config.yaml").write_text("model:\n  channels: [16, 32, 64]\n")
+    assert pre.model_changes() == [said]

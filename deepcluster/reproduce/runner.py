@@ -12,15 +12,17 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from deepcluster.reproduce.settings import SETTINGS, Setting
 
 # seconds per image per epoch of reconstruction training, alone on 2 cores (RESULTS: 26-27 s
-# a MNIST-full epoch of the CAE on the Xeon and the EPYC; 37-43 s one of the deep CAE on the
-# Xeon, B/mnist seed 0). One thread beside other work takes about twice as long.
+# a MNIST-full epoch of the CAE on the Xeon and the EPYC; the deep CAE at the published width
+# [32, 64, 128]: 3.1 × the step time of its half width, whose epoch took 37-43 s on the Xeon,
+# timed side by side). One thread beside other work takes about twice as long.
 SECONDS_PER_IMAGE_EPOCH = {
-    "cpu": {"cae": 27 / 70_000, "cae_deep": 42 / 70_000},
+    "cpu": {"cae": 27 / 70_000, "cae_deep": 125 / 70_000},
     "gpu": {"cae": 1 / 70_000, "cae_deep": 2 / 70_000},
 }  # goal, not measured
 N_IMAGES = {("mnist", "all"): 70_000, ("mnist", "test"): 10_000, ("fashion_mnist", "all"): 70_000}
@@ -29,6 +31,7 @@ AFTER_S = {
     "ward": 90,
     "gmm": 180,
 }  # refinement / one Ward / UMAP + GMM, on 2 CPU cores
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 COMMON = ["logger=csv", "trainer.enable_progress_bar=false"]
 # overrides that move files, not results
 HARMLESS = ("data.root=", "data.download=", "trainer=gpu")
@@ -51,6 +54,49 @@ def overrides_run(run_dir: Path) -> list[str]:
     except ValueError:  # a quote in a command written before commands were shell-quoted
         words = line.split()[1:]
     return [w for w in words if "=" in w and not w.startswith(PLACING) and w not in COMMON]
+
+
+@cache
+def composed_model(overrides: tuple[str, ...]) -> dict | None:
+    """The model section (resolved) that `python -m deepcluster <overrides>` builds with the
+    experiment files as they are now; None if they do not compose."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from deepcluster.config import register
+
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=list(overrides))
+        return OmegaConf.to_container(cfg.model, resolve=True)
+    except Exception:  # not ours to judge here: the run itself will say what is wrong
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def recorded_model(run_dir: Path) -> dict | None:
+    """The model a folder's run built: its run_info.json (committed), else the config.yaml
+    it wrote (local); None: not recorded (a run from before run_info.json kept it)."""
+    model = _read_json(run_dir / "run_info.json").get("model_config")
+    if model is None and (run_dir / "config.yaml").is_file():
+        from omegaconf import OmegaConf
+
+        try:
+            model = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml").get("model"))
+        except Exception:  # unreadable: as if not recorded
+            model = None
+    return model if isinstance(model, dict) else None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 @dataclass
@@ -84,7 +130,10 @@ class Job:
         """Was the folder's run started as this one (or not recorded)? Overrides compare as a
         set: `-- a=1 b=2` and `-- b=2 a=1` are one command. Without plan.json (a fresh
         clone), the command in run_info.json decides, as it does for the tables: a committed
-        run with overrides of its own is not this run."""
+        run with overrides of its own is not this run. A run whose network is not the one the
+        experiment file builds now (the file changed since) is not this run either."""
+        if self.model_changes():
+            return False
         before = self.started_as()
         if before is None:
             return not self.extra_overrides()
@@ -95,7 +144,25 @@ class Job:
     def extra_overrides(self) -> list[str]:
         """The overrides the folder's run was started with beyond this run's own."""
         started = self.started_as() or overrides_run(self.run_dir)
-        return [o for o in started if o not in self.identity and not o.startswith(HARMLESS)]
+        extra = [o for o in started if o not in self.identity and not o.startswith(HARMLESS)]
+        return extra + self.model_changes()
+
+    def model_changes(self) -> list[str]:
+        """How the network the folder's run built differs from the one this run builds now
+        (`model.channels=[16, 32, 64]`): keys both record, so a model option added since is
+        no difference. Empty when the folder recorded no model."""
+        before = recorded_model(self.run_dir)
+        if before is None:
+            return []
+        # the seed and k never change the network: one composition serves every seed
+        now = composed_model(tuple(o for o in self.identity if not o.startswith(("seed=", "k="))))
+        if now is None:
+            return []
+        return [
+            f"model.{key}={before[key]} (the experiment file now builds {now[key]})"
+            for key in sorted(before.keys() & now.keys())
+            if before[key] != now[key]
+        ]
 
     @property
     def lock_file(self) -> Path:
@@ -158,6 +225,7 @@ class Job:
         if not self.same_run():
             extra = set(self.extra_overrides())
             differ = extra if before is None else set(before) ^ set(self.identity)
+            differ |= set(self.model_changes())
             changed = ", ".join(sorted(differ))
             return (
                 f"{self.run_dir} holds a run started with other settings ({changed}): "
