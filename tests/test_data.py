@@ -144,6 +144,11 @@ def test_corrupt_gzip_names_file(tmp_path):
     path.write_bytes(b"\x1f\x8b\x08\x00garbage")
     with pytest.raises(DataError, match="cannot read .*t10k-labels-idx1-ubyte.gz"):
         read_idx(path, expect_ndim=1)
+    # a valid gzip header over damaged compressed data (bit rot, a bad mirror): zlib's error
+    labels = gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 200]) + bytes(200))
+    path.write_bytes(labels[:10] + b"\xff" * 8 + labels[18:])
+    with pytest.raises(DataError, match="cannot read .*Delete the file"):
+        read_idx(path, expect_ndim=1)
 
 
 def test_images_and_labels_of_different_length(tmp_path):

@@ -163,6 +163,11 @@ def test_cifar10_reads_torchvisions_layout(tmp_path):
     assert len(dm.images) == 4
     with pytest.raises(DataError, match="CIFAR-10: no 'all' batches.*dataset=digits"):
         CIFAR10DataModule(root=str(tmp_path / "none"), download=False).prepare()
+    # a damaged batch that still unpickles: to a list, or with labels=None
+    for odd in ([1, 2, 3], {b"data": np.zeros((4, 3072), np.uint8), b"labels": None}):
+        (folder / "test_batch").write_bytes(pickle.dumps(odd))
+        with pytest.raises(DataError, match="test_batch: not a readable CIFAR-10 batch"):
+            CIFAR10DataModule(root=str(tmp_path), split="test", channels=3).prepare()
 
 
 # --- runs --------------------------------------------------------------------------------
@@ -798,6 +803,13 @@ def test_array_inputs_that_used_to_fail_late_or_silently_are_named(tmp_path, cap
         ArrayDataModule(path=str(tmp_path / "flat.npy")).prepare()
     np.save(tmp_path / "u16.npy", x.astype(np.uint16) * 257)
     with pytest.raises(DataError, match="x / 65535"):
+        ArrayDataModule(path=str(tmp_path / "u16.npy")).prepare()
+    # the hint scales by the data's own white: 8-bit values stored as uint16, a 12-bit camera
+    np.save(tmp_path / "u16.npy", x.astype(np.uint16))
+    with pytest.raises(DataError, match=r"8-bit values: save x.astype\(np.uint8\)"):
+        ArrayDataModule(path=str(tmp_path / "u16.npy")).prepare()
+    np.save(tmp_path / "u16.npy", x.astype(np.uint16) * 16)
+    with pytest.raises(DataError, match="x / 4095 .*12-bit"):
         ArrayDataModule(path=str(tmp_path / "u16.npy")).prepare()
     with pytest.raises(DataError, match="is a folder.*dataset=folder"):
         ArrayDataModule(path=str(tmp_path)).prepare()

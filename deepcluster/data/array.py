@@ -140,11 +140,19 @@ class ArrayDataModule(ImageDataModule):
                     "infinite; replace them (e.g. np.nan_to_num) before clustering"
                 )
             if not np.issubdtype(x.dtype, np.floating) or x.min() < 0 or x.max() > 1:
-                hint = (
-                    f"; to scale them, save x / {np.iinfo(x.dtype).max} (floats in [0, 1])"
-                    if np.issubdtype(x.dtype, np.unsignedinteger)
-                    else ""
-                )
+                hint = ""
+                if np.issubdtype(x.dtype, np.integer) and x.min() >= 0:
+                    # scale by the data's own white (8-bit values stored wider, a 12-bit
+                    # camera's 4095), not the type's: x / 65535 turns 0-255 values black
+                    top = int(x.max())
+                    white = 2 ** max(8, top.bit_length()) - 1
+                    hint = (
+                        "; they hold 8-bit values: save x.astype(np.uint8)"
+                        if white == 255
+                        else f"; to scale them, save x / {white} (floats in [0, 1]; {white} "
+                        f"is the white of {white.bit_length()}-bit data, the smallest that "
+                        f"holds the largest value, {top})"
+                    )
                 raise DataError(
                     f"{self.path}: {x.dtype} images must be uint8, or float in [0, 1] "
                     f"(found {x.min()} … {x.max()}){hint}"

@@ -28,7 +28,15 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             batch = pickle.load(fh, encoding="bytes")
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as exc:
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        KeyError,
+        ValueError,
+        TypeError,  # unpickled to a list, or labels=None
+        AttributeError,
+    ) as exc:
         raise DataError(
             f"{path}: not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}). "
             "Delete it and fetch the dataset again."

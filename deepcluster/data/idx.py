@@ -7,6 +7,7 @@ header promises) becomes a DataError that names the file, so nothing trains on g
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def read_idx(path: str | Path, expect_ndim: int) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as fh:
             raw = fh.read()
-    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile: OSError; damaged data: zlib
         raise DataError(f"cannot read {path}: {exc}. Delete the file and fetch it again.") from None
 
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
