@@ -26,13 +26,13 @@ BASELINE_SIDE = 32  # larger images are averaged down to this side first (memory
 
 
 def jsonable(value: Any) -> Any:
-    """numpy scalars → Python; NaN → None (JSON has no NaN)."""
+    """numpy scalars → Python; NaN and ±inf → None (JSON has neither)."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     if isinstance(value, (np.floating, float)):
-        return None if math.isnan(value) else float(value)
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
         return int(value)
     return value

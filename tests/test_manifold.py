@@ -93,6 +93,16 @@ def test_gmm_recovers_blobs():
     assert res.extra["converged"]
 
 
+def test_gmm_centres_are_the_clusters_means_as_every_clusterers_are():
+    """A wide and a narrow component: the wide one's mean lies off its members' mean.
+    Method A's scatter and targets, and DEC's start, are built on member means."""
+    rng = np.random.default_rng(0)
+    z = np.vstack([rng.normal([0, 0], [3, 1], (500, 2)), rng.normal([4, 0], 0.3, (500, 2))])
+    res = GMM(seed=0)(z, 2)
+    np.testing.assert_allclose(res.centers, cluster_means(z, res.labels, 2))
+    assert np.abs(res.extra["component_means"] - res.centers).max() > 0.1
+
+
 def test_gmm_is_reproducible():
     z, _ = blobs(spread=3.0)
     a, b = GMM(n_init=2, seed=3)(z, 4), GMM(n_init=2, seed=3)(z, 4)

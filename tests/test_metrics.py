@@ -103,3 +103,11 @@ def test_label_free_scores_are_nan_where_undefined_not_an_error():
     assert math.isnan(label_free_scores(z, np.zeros(6, dtype=int))["davies_bouldin"])
     scores = label_free_scores(z, np.array([0, 0, 0, 1, 1, 2]))
     assert -1 <= scores["silhouette"] <= 1 and scores["calinski_harabasz"] > 0
+    # every cluster one repeated code (saturated codes): the best partition; scikit-learn's
+    # Calinski-Harabasz says 1.0 there, below almost any other. Ours: inf (null in JSON)
+    codes = np.repeat(np.eye(3), 4, axis=0)
+    scores = label_free_scores(codes, np.repeat(np.arange(3), 4))
+    assert scores["calinski_harabasz"] == math.inf and scores["davies_bouldin"] == 0.0
+    from deepcluster.outputs import jsonable
+
+    assert jsonable(scores)["calinski_harabasz"] is None

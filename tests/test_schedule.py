@@ -237,6 +237,37 @@ def test_a_restored_convergence_or_patience_stop_yields_to_stricter_settings():
         assert q.restored_stop() is holds, patience
 
 
+def test_a_stop_keeps_its_reason_and_change_through_later_updates():
+    """A run converging at the update where the step cap is reached says "converged"; redone
+    from its checkpoint (results not yet written) it said "max_iterations", and the epoch-end
+    update after a mid-epoch stop recorded 0 % changed, not the change that met tol."""
+    kw = dict(refine=True, pretrain_epochs=0, update_interval=2, tol=0.1, max_iterations=4)
+    s = ClusteringSchedule(**kw)
+    a, b = np.array([0, 0, 1, 1] * 5), np.array([0, 1, 0, 1] * 5)
+    s.record(s.at_train_start(0, False), a)
+    for step, labels in ((0, None), (1, b), (2, None), (3, b)):
+        update = s.after_step(step, 100, True)
+        if update is not None:
+            changed, stop = s.record(update, labels)
+    assert stop and changed == 0.0 and s.stop_reason.startswith("converged")
+    # the epoch end after it reclusters the same codes: 0 % against the reference
+    assert s.record(Update("epoch", False, False, "refine"), b) == (0.0, True)
+    r = ClusteringSchedule(**kw)
+    r.load_state_dict(s.state_dict())
+    assert r.restored_stop()
+    assert r.record(Update("epoch", False, False, "refine", refreshes=False), b)[1]
+    assert r.stop_reason.startswith("converged")
+    # a stop mid-epoch: the epoch end reports the change that met tol
+    m = ClusteringSchedule(refine=True, pretrain_epochs=0, update_interval=2, tol=0.3)
+    m.record(m.at_train_start(0, False), a)
+    m.after_step(0, 100, True)
+    c = a.copy()
+    c[:2] = 1  # 2 of 20 labels move
+    changed, stop = m.record(m.after_step(1, 100, True), c)
+    assert stop and changed == pytest.approx(0.1)
+    assert m.record(Update("epoch", False, False, "refine"), c) == (changed, True)
+
+
 def test_schedule_state_round_trip():
     s = ClusteringSchedule(refine=True)
     s.record(Update("epoch", False, True, "pretrain"), np.array([0, 1, 1]))

@@ -7,7 +7,7 @@ import time
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
-from deepcluster.clustering.base import ClusterResult, check_k
+from deepcluster.clustering.base import ClusterResult, check_k, cluster_means
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -44,7 +44,7 @@ class GMM:
         self.reg_covar, self.seed = reg_covar, seed
 
     def __call__(self, z: np.ndarray, k: int) -> ClusterResult:
-        """z: (N, d) float → labels (N,), centers (k, d) = component means."""
+        """z: (N, d) float → labels (N,), centers (k, d) = cluster means."""
         z = np.ascontiguousarray(z, dtype=np.float64)
         check_k(len(z), k)
         start = time.perf_counter()
@@ -56,12 +56,21 @@ class GMM:
             reg_covar=self.reg_covar,
             random_state=self.seed,
         )
-        labels = model.fit(z).predict(z)
+        labels = model.fit(z).predict(z).astype(np.int64)
+        # the mean code of each cluster, as every clusterer gives (a wide component's mean is
+        # not its members' mean); a component no point falls in keeps its own mean
+        centers = cluster_means(z, labels, k)
+        empty = np.bincount(labels, minlength=k) == 0
+        centers[empty] = model.means_[empty]
         return ClusterResult(
-            labels=labels.astype(np.int64),
-            centers=model.means_.astype(np.float64),
+            labels=labels,
+            centers=centers,
             seconds=time.perf_counter() - start,
             objective=float(model.score(z) * len(z)),
             predictor=model,
-            extra={"converged": bool(model.converged_), "bic": float(model.bic(z))},
+            extra={
+                "converged": bool(model.converged_),
+                "bic": float(model.bic(z)),
+                "component_means": model.means_.astype(np.float64),
+            },
         )

@@ -50,10 +50,21 @@ def label_free_scores(
     several = scorable(labels)
     return {
         "silhouette": silhouette(z, labels, seed=seed),
-        "calinski_harabasz": float(calinski_harabasz_score(z, labels)) if several else math.nan,
+        "calinski_harabasz": _calinski_harabasz(z, labels) if several else math.nan,
         "davies_bouldin": float(davies_bouldin_score(z, labels)) if several else math.nan,
         "objective": math.nan if objective is None else float(objective),
     }
+
+
+def _calinski_harabasz(z: np.ndarray, labels: np.ndarray) -> float:
+    """scikit-learn's score, but inf where every cluster is one repeated code (no spread
+    within: the best partition there is; scikit-learn says 1.0, below almost any other)."""
+    score = float(calinski_harabasz_score(z, labels))
+    if score == 1.0 and all(
+        not np.any(z[labels == c] - z[labels == c].mean(axis=0)) for c in np.unique(labels)
+    ):
+        return math.inf
+    return score
 
 
 def seed_agreement(partitions: Sequence[np.ndarray]) -> float:

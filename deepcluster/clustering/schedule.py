@@ -154,7 +154,9 @@ class ClusteringSchedule:
         before = self.previous.get(update.pipeline)
         changed = math.nan if before is None else label_change_fraction(before, labels)
         if update.phase == "refine" and not update.refreshes:  # scored only: since the last update
-            self.stopped = self.stopped or self._cap_stop()
+            if self.stopped or self.restored_stop():  # the reason that stopped it stands
+                return self._changed_at_stop(changed), True
+            self.stopped = self._cap_stop()
             return changed, self.stopped
         if update.starts_refinement:  # monitoring labels of the other pipeline are stale now
             self.previous.clear()
@@ -165,12 +167,18 @@ class ClusteringSchedule:
         if update.phase != "refine":
             return changed, False
         if self.stopped:  # the epoch-end update after a stop mid-epoch: the first reason stands
-            return changed, True
+            return self._changed_at_stop(changed), True
         if window is not None and window < min(self.update_interval, self.epoch_steps):
             self.stopped = self._cap_stop()  # an epoch's tail: new targets, no test
             return changed, self.stopped
         self.stopped = self._should_stop(changed)
         return changed, self.stopped
+
+    def _changed_at_stop(self, changed: float) -> float:
+        """What an update after the stop reports as changed: the change that met `tol` (a
+        reclustering of the same codes after it says 0 %, which is not what stopped it)."""
+        met = self.stop_reason.startswith("converged") and not math.isnan(self.stop_changed)
+        return self.stop_changed if met else changed
 
     def _window(self) -> int | None:
         """Refinement steps since the last refreshing update (None: unknown, as after a
