@@ -38,7 +38,10 @@ def instantiate(
         if isinstance(cause, (ValueError, TypeError, MisconfigurationException)):
             raise ConfigError(f"{group}={node.get('name', node._target_)}: {cause}") from None
         if isinstance(cause, ImportError):
-            raise ConfigError(f"{group}: cannot import {node._target_} ({cause})") from None
+            if "Error locating target" in str(exc):  # the target itself is not importable
+                raise ConfigError(f"{group}: cannot import {node._target_} ({cause})") from None
+            # raised by the constructor: an optional requirement of the option (torch_xla)
+            raise ConfigError(f"{group}={node.get('name', node._target_)}: {cause}") from None
         raise
 
 

@@ -200,12 +200,18 @@ def validate(cfg: DictConfig) -> None:
             f"the {group} option has no `name:` key; add `name: <option>` to its YAML file "
             f"in conf/{group}/ (it names the option in metrics.json and the report)",
         )
-    k = cfg.get("k")
+    classes = OmegaConf.select(
+        cfg, "dataset.num_classes", default=None, throw_on_resolution_failure=False
+    )
+    k = OmegaConf.select(cfg, "k", default=None, throw_on_resolution_failure=False)
     require(
         k is not None,
         f"k is not set, and dataset={cfg.dataset.name} gives no number of classes before "
         "its images are read: give k=<number of clusters> (e.g. the number of classes "
-        "you expect) or k=auto (chosen without labels)",
+        "you expect) or k=auto (chosen without labels)"
+        if classes is None
+        else f"k=null: give k=<number of clusters> or k=auto, or leave k out to use "
+        f"dataset={cfg.dataset.name}'s {classes} classes",
     )
     for key, (ok, want) in RULES.items():
         value = OmegaConf.select(cfg, key, default=None)

@@ -123,6 +123,12 @@ def test_k_defaults_to_class_count(compose):
     # a folder's classes are counted only once it is read: the message says how to give k
     with pytest.raises(ConfigError, match=r"give k=<number of clusters> \(e.g. the number of"):
         validate_config(compose("dataset=folder", "dataset.path=/tmp"))
+    # k=null on a dataset that gives its classes: the message blamed the dataset
+    with pytest.raises(ConfigError, match="k=null: .*leave k out to use dataset=mnist's 10"):
+        validate_config(compose("dataset=mnist", "k=null"))
+    # a dataset option of the user's without num_classes: the message, not OmegaConf's error
+    with pytest.raises(ConfigError, match="k is not set, and dataset=mnist gives no number"):
+        validate_config(compose("dataset=mnist", "~dataset.num_classes"))
 
 
 @pytest.mark.parametrize(
@@ -181,6 +187,18 @@ def test_a_trainer_option_lightning_refuses_is_a_config_error_leaving_no_logs(co
     with pytest.raises(ConfigError, match="trainer=default: .*devices=0"):
         run(compose("dataset=digits", "trainer.devices=0", "logger=csv", f"output_dir={out}"))
     assert not (out / "csv").exists()
+
+
+def test_an_import_error_inside_an_options_constructor_is_not_called_its_import(compose):
+    """trainer.accelerator=tpu: Lightning's Trainer imports fine, torch_xla (which the TPU
+    accelerator requires) is what is missing; it was reported as "cannot import …Trainer"."""
+
+    node = compose("trainer.accelerator=tpu").trainer
+    with pytest.raises(ConfigError) as info:
+        instantiate(node, "trainer")
+    assert "cannot import" not in str(info.value) and "trainer=" in str(info.value)
+    with pytest.raises(ConfigError, match="trainer: cannot import nowhere.Trainer"):
+        instantiate(OmegaConf.create({"_target_": "nowhere.Trainer"}), "trainer")
 
 
 @pytest.mark.parametrize(

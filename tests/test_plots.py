@@ -86,6 +86,18 @@ def test_silhouettes_from_the_manifold_and_from_the_codes_are_two_series(kept, t
     assert "silhouette" in {ln.get_label() for ln in kept[1].axes[0].get_lines()}
 
 
+def test_a_sweeps_silhouette_per_epoch_keeps_each_job_in_one_space(kept, tmp_path):
+    """An unlabelled sweep with manifold=umap plots silhouettes per epoch: the UMAP-space ones
+    (every 5th epoch) joined to the code-space ones drew a zig-zag that did not happen."""
+    history = [
+        {"epoch": e, "silhouette": 0.7 if e in (4, 9) else 0.2, "manifold": e in (4, 9)}
+        for e in range(10)
+    ]
+    plots.acc_vs_epoch([("job0", history)], tmp_path / "a.png", score="silhouette")
+    (line,) = kept[0].axes[0].get_lines()
+    assert list(line.get_xdata()) == [4, 9] and list(line.get_ydata()) == [0.7, 0.7]
+
+
 def test_a_cluster_takes_the_colour_of_the_class_it_is_matched_to(kept, tmp_path):
     """Cluster ids are arbitrary: a perfect clustering with ids swapped drew the two panels
     in other colours."""
