@@ -20,7 +20,14 @@ from deepcluster import resume as resume_mod
 from deepcluster.build import build_parts, build_trainer
 from deepcluster.config import require, validate
 from deepcluster.errors import ConfigError, RunStopped, TrainingError
-from deepcluster.tracking import finish_wandb, hydra_config, is_multirun, log_final, make_loggers
+from deepcluster.tracking import (
+    check_wandb_options,
+    finish_wandb,
+    hydra_config,
+    is_multirun,
+    log_final,
+    make_loggers,
+)
 
 log = logging.getLogger("deepcluster")
 
@@ -429,6 +436,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     outputs.life_before(started)  # marks this process's first run (a sweep runs several)
     quiet_libraries()
     validate(cfg)
+    check_wandb_options(cfg)
     out_dir = output_dir(cfg)
     check_writable(out_dir, cfg)
     plan = _resume_plan(cfg, out_dir)

@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from deepcluster.build import instantiate
+from deepcluster.errors import ConfigError
 
 # overrides that do not change a run's result: left out of its W&B tags and its run key
 NOT_RESULT = (
@@ -96,6 +97,34 @@ def public_config(cfg: DictConfig) -> dict:
         return node
 
     return scrub(OmegaConf.to_container(cfg, resolve=True))
+
+
+def check_wandb_options(cfg: DictConfig) -> None:
+    """A W&B option neither Lightning's WandbLogger nor wandb.init takes (a typo such as
+    `+logger.wandb.projct=x`) is refused now, before the data loads; wandb.init refused it
+    with a TypeError only at the first log."""
+    import difflib
+    import inspect
+
+    node = (cfg.get("logger") or {}).get("wandb")
+    if node is None or "_target_" not in node:
+        return
+    try:
+        import wandb
+        from lightning.pytorch.loggers import WandbLogger
+    except ImportError:  # the logger's own error says so when it is built
+        return
+    known = {"_target_"}
+    for fn in (WandbLogger.__init__, wandb.init):
+        known |= {p for p in inspect.signature(fn).parameters if p not in ("self", "kwargs")}
+    for key in node:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean logger.wandb.{near[0]}?" if near else ""
+            raise ConfigError(
+                f"logger.wandb.{key}: neither Lightning's WandbLogger nor wandb.init takes "
+                f"this option{hint}"
+            )
 
 
 def make_loggers(cfg: DictConfig, out_dir: Path) -> list:

@@ -120,6 +120,23 @@ def test_sweep_job_is_its_own_wandb_run_grouped_and_tagged(compose, tmp_path, mo
     tracking.finish_wandb([wandb_logger])
 
 
+def test_a_mistyped_wandb_option_is_refused_before_the_data_loads(compose, tmp_path):
+    """+logger.wandb.projct=x passed and wandb.init raised a TypeError at the first log,
+    after the data had loaded; options of either WandbLogger or wandb.init pass."""
+    from deepcluster.errors import ConfigError
+    from deepcluster.run import run
+
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="logger.wandb.projct: .*did you mean logger.wandb.pro"):
+        run(compose("logger=wandb", "+logger.wandb.projct=x", f"output_dir={out}"))
+    assert not out.exists()
+    from deepcluster.tracking import check_wandb_options
+
+    check_wandb_options(
+        compose("logger=wandb", "+logger.wandb.entity=me", "+logger.wandb.log_model=true")
+    )
+
+
 def test_a_loggers_own_name_and_folder_are_kept(compose, tmp_path, monkeypatch):
     """+logger.wandb.name / +logger.csv.save_dir were accepted and then overwritten."""
     from deepcluster import tracking
