@@ -311,9 +311,11 @@ def acc_vs_epoch(
     for label, history in runs:
         history = [h for h in history if h.get(score) is not None]
         if score == "silhouette" and history:
-            # one space per line: the space of the job's final score (a manifold's silhouette
-            # is higher by its packing; joined to the codes' it drew jumps that did not happen)
-            space = bool(history[-1].get("manifold"))
+            # one space per line, the one most of the job's scores were taken in (a manifold's
+            # silhouette is higher by its packing: joined to the codes' it drew jumps that did
+            # not happen; manifold=umap goes through UMAP at the last epoch only)
+            in_manifold = sum(bool(h.get("manifold")) for h in history)
+            space = in_manifold > len(history) - in_manifold
             history = [h for h in history if bool(h.get("manifold")) == space]
         ax.plot([h["epoch"] for h in history], [h[score] for h in history], "o-", ms=3, label=label)
     ax.set_xlabel("epoch")

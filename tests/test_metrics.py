@@ -111,3 +111,6 @@ def test_label_free_scores_are_nan_where_undefined_not_an_error():
     from deepcluster.outputs import jsonable
 
     assert jsonable(scores)["calinski_harabasz"] is None
+    # every code the same (a collapsed encoder, which Ward still cuts in k): no score, not inf
+    scores = label_free_scores(np.zeros((12, 3)), np.repeat(np.arange(3), 4))
+    assert math.isnan(scores["calinski_harabasz"])

@@ -806,7 +806,10 @@ def test_array_inputs_that_used_to_fail_late_or_silently_are_named(tmp_path, cap
         ArrayDataModule(path=str(tmp_path / "u16.npy")).prepare()
     # the hint scales by the data's own white: 8-bit values stored as uint16, a 12-bit camera
     np.save(tmp_path / "u16.npy", x.astype(np.uint16))
-    with pytest.raises(DataError, match=r"8-bit values: save x.astype\(np.uint8\)"):
+    with pytest.raises(DataError, match=r"if they are 8-bit values, save x.astype\(np.uint8\)"):
+        ArrayDataModule(path=str(tmp_path / "u16.npy")).prepare()
+    np.save(tmp_path / "u16.npy", (x > 127).astype(np.int64))  # a 0/1 mask: already [0, 1]
+    with pytest.raises(DataError, match=r"0 and 1 only: save x.astype\(np.float32\)"):
         ArrayDataModule(path=str(tmp_path / "u16.npy")).prepare()
     np.save(tmp_path / "u16.npy", x.astype(np.uint16) * 16)
     with pytest.raises(DataError, match="x / 4095 .*12-bit"):

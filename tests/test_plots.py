@@ -94,8 +94,12 @@ def test_a_sweeps_silhouette_per_epoch_keeps_each_job_in_one_space(kept, tmp_pat
         for e in range(10)
     ]
     plots.acc_vs_epoch([("job0", history)], tmp_path / "a.png", score="silhouette")
-    (line,) = kept[0].axes[0].get_lines()
-    assert list(line.get_xdata()) == [4, 9] and list(line.get_ydata()) == [0.7, 0.7]
+    (line,) = kept[0].axes[0].get_lines()  # the codes' space, where most scores were taken
+    assert list(line.get_xdata()) == [0, 1, 2, 3, 5, 6, 7, 8] and set(line.get_ydata()) == {0.2}
+    # manifold=umap: UMAP at the last epoch only; the line is not cut down to that one point
+    last_only = [dict(h, manifold=h["epoch"] == 9) for h in history]
+    plots.acc_vs_epoch([("job0", last_only)], tmp_path / "b.png", score="silhouette")
+    assert len(kept[1].axes[0].get_lines()[0].get_xdata()) == 9
 
 
 def test_a_cluster_takes_the_colour_of_the_class_it_is_matched_to(kept, tmp_path):

@@ -57,14 +57,16 @@ def label_free_scores(
 
 
 def _calinski_harabasz(z: np.ndarray, labels: np.ndarray) -> float:
-    """scikit-learn's score, but inf where every cluster is one repeated code (no spread
-    within: the best partition there is; scikit-learn says 1.0, below almost any other)."""
+    """scikit-learn's score, but inf where every cluster is one repeated code and the
+    clusters differ (no spread within: the best partition there is; scikit-learn says 1.0,
+    below almost any other), and NaN where every code is the same (0 / 0: no score)."""
     score = float(calinski_harabasz_score(z, labels))
-    if score == 1.0 and all(
-        not np.any(z[labels == c] - z[labels == c].mean(axis=0)) for c in np.unique(labels)
-    ):
-        return math.inf
-    return score
+    if score != 1.0:
+        return score
+    groups = [z[labels == c] for c in np.unique(labels)]
+    if any(np.any(g - g.mean(axis=0)) for g in groups):
+        return score  # a real 1.0
+    return math.inf if np.any(z - z.mean(axis=0)) else math.nan
 
 
 def seed_agreement(partitions: Sequence[np.ndarray]) -> float:

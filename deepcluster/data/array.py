@@ -145,14 +145,17 @@ class ArrayDataModule(ImageDataModule):
                     # scale by the data's own white (8-bit values stored wider, a 12-bit
                     # camera's 4095), not the type's: x / 65535 turns 0-255 values black
                     top = int(x.max())
-                    white = 2 ** max(8, top.bit_length()) - 1
-                    hint = (
-                        "; they hold 8-bit values: save x.astype(np.uint8)"
-                        if white == 255
-                        else f"; to scale them, save x / {white} (floats in [0, 1]; {white} "
-                        f"is the white of {white.bit_length()}-bit data, the smallest that "
-                        f"holds the largest value, {top})"
-                    )
+                    white = 2 ** top.bit_length() - 1
+                    if top <= 1:
+                        hint = "; they hold 0 and 1 only: save x.astype(np.float32)"
+                    elif top <= 255:
+                        hint = "; if they are 8-bit values, save x.astype(np.uint8)"
+                    else:
+                        hint = (
+                            f"; to scale them, save x / {white} (floats in [0, 1]; {white} is "
+                            f"the white of {white.bit_length()}-bit data, the smallest that "
+                            f"holds the largest value, {top})"
+                        )
                 raise DataError(
                     f"{self.path}: {x.dtype} images must be uint8, or float in [0, 1] "
                     f"(found {x.min()} … {x.max()}){hint}"
