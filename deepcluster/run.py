@@ -425,6 +425,10 @@ def set_aside_earlier_run(
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, cluster, write the run's outputs; returns the final metrics."""
+    started = time.perf_counter()
+    # before Lightning's imports (seconds on a small CPU): a refused command answers at once
+    validate(cfg)
+    check_wandb_options(cfg)
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -432,11 +436,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from deepcluster import outputs
     from deepcluster.models import NonFiniteLossError
 
-    started = time.perf_counter()
     outputs.life_before(started)  # marks this process's first run (a sweep runs several)
     quiet_libraries()
-    validate(cfg)
-    check_wandb_options(cfg)
     out_dir = output_dir(cfg)
     check_writable(out_dir, cfg)
     plan = _resume_plan(cfg, out_dir)
