@@ -37,6 +37,8 @@ def test_bench_smoke_writes_results(tmp_path):
             "",
             "--n-images",
             "3000",
+            "--batch-size",
+            "32",  # the pipeline, not the speed: a 256-image step is 1.5 s on one EPYC thread
             "--steps",
             "2",
             "--warmup",
@@ -108,6 +110,8 @@ def test_gpu_bench_paths_run_on_cpu_tensors(tmp_path):
             "",
             "--n-images",
             "1024",
+            "--batch-size",
+            "32",
             "--steps",
             "2",
             "--warmup",

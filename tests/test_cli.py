@@ -64,8 +64,6 @@ def test_digits_run_writes_every_output(digits_run):
     "args, needle",
     [
         (["k=1"], "k=1 must be an integer >= 2"),
-        (["k=5000"], "k=5000 is not smaller than the number of images (1797)"),
-        (["k=1797"], "k=1797 is not smaller than the number of images (1797)"),
         (["optim.lr=-1"], "optim.lr=-1"),
     ],
 )
@@ -74,6 +72,20 @@ def test_bad_input_exits_nonzero_before_training(tmp_path, args, needle):
     assert proc.returncode == 2
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("k", [5000, 1797])
+def test_k_beyond_the_images_is_refused_before_training(compose, tmp_path, k):
+    """Checked once the data is known (the refusal's status and message are the command's, as
+    above; here in-process, without a second interpreter's 10 s of imports)."""
+    from deepcluster.errors import ConfigError
+    from deepcluster.run import run
+
+    with pytest.raises(
+        ConfigError, match=rf"k={k} is not smaller than the number of images \(1797\)"
+    ):
+        run(compose(f"k={k}", "logger=none", f"output_dir={tmp_path}"))
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -152,6 +164,7 @@ def test_deep_cae_with_ward_writes_dendrogram(tmp_path):
         "model=cae_deep",
         "clusterer=ward",
         "trainer.max_epochs=4",
+        "manifold=none",
         "logger=csv",
         "data.batch_size=32",
         f"hydra.run.dir={tmp_path}",
@@ -160,7 +173,7 @@ def test_deep_cae_with_ward_writes_dendrogram(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["clusterer"] == "ward" and metrics["model"] == "cae_deep"
-    assert metrics["acc"] > 0.5  # four short epochs on digits (seed 0: 0.73); chance is 0.1
+    assert metrics["acc"] > 0.5  # four short epochs on digits (seed 0: 0.75); chance is 0.1
     assert (tmp_path / "figures" / "dendrogram.png").stat().st_size > 1000
 
 

@@ -462,6 +462,7 @@ def test_ddp_rank_zero_clustering_error_stops_every_rank(tmp_path):
         "dataset=digits",
         "trainer=ddp",
         "trainer.max_epochs=1",
+        "manifold=none",
         "logger=none",
         "plots=false",
         "clusterer._target_=tests.helpers.FailOnRankZero",

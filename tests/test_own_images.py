@@ -335,7 +335,12 @@ def test_k_auto_choice_survives_a_resume(compose, tmp_path):
     """k chosen at the end of pretraining, then refined: a run killed before its results and
     resumed (nothing left to train, no new choice) keeps k_chosen, k_search and the figure."""
     args = ["k=auto", "k_search.max=6", "refine=dekm", "pretrain_epochs=1", "trainer.max_epochs=2"]
-    args += ["logger=none", "trainer.enable_progress_bar=false", f"output_dir={tmp_path}"]
+    args += [
+        "manifold=none",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        f"output_dir={tmp_path}",
+    ]
     metrics = run(compose(*args))
     assert metrics["history"][-1]["phase"] == "refine" and metrics["k_chosen"] is not None
     for name in ("metrics.json", "figures/k_search.png"):

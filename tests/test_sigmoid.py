@@ -21,6 +21,7 @@ def losses(compose, tmp_path, *overrides) -> tuple[list[float], float]:
         "activation=sigmoid",
         "refine=none",  # the reconstruction loss throughout
         "augment=none",  # the plain reconstruction (digits' default job adds augmentation)
+        "manifold=none",  # and the codes as they are (digits' default job adds UMAP)
         "data.batch_size=8",  # small batches: hundreds of steps in a few epochs
         "logger=none",
         "plots=false",

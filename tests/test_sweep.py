@@ -8,7 +8,7 @@ import pytest
 from deepcluster.report import main as report_main
 from tests.conftest import run_cli
 
-TINY = ["trainer.max_epochs=1", "data.batch_size=128", "logger=csv"]
+TINY = ["trainer.max_epochs=1", "data.batch_size=128", "logger=csv", "manifold=none"]
 
 
 @pytest.fixture(scope="module")
