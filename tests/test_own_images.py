@@ -308,6 +308,7 @@ def test_k_auto_on_digits_reports_its_choice(compose, tmp_path):
         compose(
             "k=auto",
             "k_search.max=12",
+            "dataset.limit=600",  # UMAP (digits' default) and the search: a third of the time
             "trainer.max_epochs=1",
             "logger=none",
             "trainer.enable_progress_bar=false",

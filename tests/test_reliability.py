@@ -108,39 +108,49 @@ def test_resume_after_sigkill_matches_uninterrupted_run(reference_runs, tmp_path
     assert (out / "predictions.csv").read_bytes() == (reference / "predictions.csv").read_bytes()
 
 
-def test_a_run_killed_after_its_refinement_stopped_resumes_to_the_same_result(tmp_path):
+def _run_in_process(compose, *extra):
+    """The command's run without a second interpreter (10 s of imports on a 2-core EPYC): the
+    resumes below need the real kill of a process no more than the SIGKILL test above does."""
+    from deepcluster.run import run
+
+    return run(compose(*RUN, *extra))
+
+
+def test_a_run_killed_after_its_refinement_stopped_resumes_to_the_same_result(
+    compose, tmp_path, caplog
+):
     """Converged, checkpointed, killed before its results: the resume writes them, and
     refines no further (the stop is in the checkpoint)."""
+    import logging
     import shutil
 
     stop_early = ["refine.tol=0.5", "refine.update_interval=0"]
     done = tmp_path / "done"
-    proc = subprocess.run(
-        _cmd(*stop_early, f"hydra.run.dir={done}"), env=_env(), capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((done / "metrics.json").read_text())
+    metrics = _run_in_process(compose, *stop_early, f"output_dir={done}")
     assert metrics["stop_reason"].startswith("converged") and metrics["epochs"] < 6
     killed = tmp_path / "killed"
     shutil.copytree(done, killed)
     for name in ("metrics.json", "predictions.csv", "run_info.json", "codes.npy"):
         (killed / name).unlink()
-    resumed = subprocess.run(
-        _cmd(*stop_early, f"hydra.run.dir={killed}", "ckpt_path=last"),
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "refinement had stopped" in resumed.stderr + resumed.stdout
+    with caplog.at_level(logging.INFO):
+        _run_in_process(
+            compose,
+            *stop_early,
+            f"output_dir={killed}",
+            f"ckpt_path={killed}/checkpoints/last.ckpt",
+        )
+    assert "refinement had stopped" in caplog.text
     assert (killed / "metrics.json").read_text() == (done / "metrics.json").read_text()
     assert (killed / "predictions.csv").read_bytes() == (done / "predictions.csv").read_bytes()
 
 
-def test_a_run_killed_after_its_last_epoch_resumes_to_the_same_result(reference_runs, tmp_path):
+def test_a_run_killed_after_its_last_epoch_resumes_to_the_same_result(
+    reference_runs, compose, tmp_path, caplog
+):
     """Its last epoch checkpointed, killed before its results (a crash in the figures, Ctrl-C):
     nothing trains on resume, and its last update, redone, gives back the very results (it
     used to cluster as a pretraining monitor does: another space, 9 % of labels moved)."""
+    import logging
     import shutil
 
     reference = reference_runs[0]
@@ -150,28 +160,16 @@ def test_a_run_killed_after_its_last_epoch_resumes_to_the_same_result(reference_
     shutil.copytree(reference, killed)
     for name in ("metrics.json", "predictions.csv", "run_info.json", "codes.npy"):
         (killed / name).unlink()
-    resumed = subprocess.run(
-        _cmd(f"hydra.run.dir={killed}", "ckpt_path=last"),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "had finished training" in resumed.stderr + resumed.stdout
+    ckpt = f"ckpt_path={killed}/checkpoints/last.ckpt"
+    with caplog.at_level(logging.INFO):
+        _run_in_process(compose, f"output_dir={killed}", ckpt)
+    assert "had finished training" in caplog.text
     assert (killed / "metrics.json").read_text() == (reference / "metrics.json").read_text()
     assert (killed / "predictions.csv").read_bytes() == (reference / "predictions.csv").read_bytes()
-    # continued into a new folder (ckpt_path=last picks a sibling's checkpoint, the run gets
-    # its own folder): Lightning writes no checkpoint there, yet predict needs the weights
+    # continued into a new folder (the run gets its own folder): Lightning writes no
+    # checkpoint there, yet predict needs the weights
     elsewhere = tmp_path / "elsewhere"
-    resumed = subprocess.run(
-        _cmd(f"hydra.run.dir={elsewhere}", f"ckpt_path={killed}/checkpoints/last.ckpt"),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _run_in_process(compose, f"output_dir={elsewhere}", ckpt)
     from deepcluster.predict import Predictor
 
     weights = Predictor(elsewhere).weights_file()
@@ -242,14 +240,15 @@ def test_no_secret_in_saved_files(tmp_path):
 def test_ddp_matches_single_process(tmp_path):
     common = [
         "dataset=digits",
-        "data.batch_size=256",  # the setting the tolerance was measured with
+        "dataset.limit=768",
+        "data.batch_size=256",  # 3 steps an epoch: the setting the tolerance was measured with
         "trainer.max_epochs=4",
         "logger=csv",
         "plots=false",
         "trainer.enable_progress_bar=false",
         "refine=dekm",
         "pretrain_epochs=2",
-        "refine.update_interval=3",
+        "refine.update_interval=2",
         "manifold=none",
     ]
     accs, losses = {}, {}
@@ -265,8 +264,9 @@ def test_ddp_matches_single_process(tmp_path):
         # and targets; a mismatch would have stopped the run
         assert (checks > 4) if name == "ddp" else (checks == 0), (name, checks)
     # the same training, the batches split over two ranks: the reconstruction losses agree
-    # (0.2-0.3 % apart on digits, AMD EPYC); four epochs leave the partition near chance, so
-    # its ACC differs by its noise (0.0211 on an EPYC): a loose check only
+    # (0.2-0.3 % apart on all digits, AMD EPYC; 0.07 % on these 768, AVX2 EPYC); four epochs
+    # leave the partition near chance, so its ACC differs by its noise (0.013-0.021): a loose
+    # check only
     assert len(losses["ddp"]) == len(losses["single"]) == 2, losses
     for a, b in zip(losses["ddp"], losses["single"]):
         assert abs(a - b) <= 0.02 * b, losses
