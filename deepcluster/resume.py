@@ -22,6 +22,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from deepcluster.errors import ConfigError
+from deepcluster.tracking import scrub_overrides
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def run_key(override_dirname: str, ckpt_path: str | None = None) -> str:
     than the same overrides from nothing: its key is theirs plus `,from=` and the file's run
     (`ckpt_path=last` only continues, and is left out). The overrides are hashed before the
     file is added, so such a key always begins with the plain command's key."""
-    key = re.sub(r"[^A-Za-z0-9._,=+-]", "_", override_dirname)
+    key = re.sub(r"[^A-Za-z0-9._,=+-]", "_", scrub_overrides(override_dirname))  # no secret
     if len(key) > 120:
         key = f"{key[:100]}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
     if ckpt_path in (None, "", "last"):

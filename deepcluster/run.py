@@ -24,9 +24,12 @@ from deepcluster.tracking import (
     check_wandb_options,
     finish_wandb,
     hydra_config,
+    hydra_saved_configs,
     is_multirun,
     log_final,
     make_loggers,
+    public_config,
+    scrub_saved_config,
 )
 
 log = logging.getLogger("deepcluster")
@@ -426,6 +429,8 @@ def set_aside_earlier_run(
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, cluster, write the run's outputs; returns the final metrics."""
     started = time.perf_counter()
+    for saved in hydra_saved_configs():  # a secret on the command line: not on disk
+        scrub_saved_config(saved)
     # before Lightning's imports (seconds on a small CPU): a refused command answers at once
     validate(cfg)
     check_wandb_options(cfg)
@@ -478,7 +483,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         if trainer.is_global_zero:  # only now: a run refused above leaves the earlier one be
             plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt, cfg.trainer.max_epochs == 0)
-            OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # what predict rebuilds
+            # what predict rebuilds; a secret's value is not kept
+            OmegaConf.save(OmegaConf.create(public_config(cfg)), out_dir / "config.yaml")
         warn_if_refinement_never_runs(cfg)  # here: after the errors that would stop the run
         log.info(
             "%s %s on %s (%d images), k=%s → %s",

@@ -99,6 +99,51 @@ def public_config(cfg: DictConfig) -> dict:
     return scrub(OmegaConf.to_container(cfg, resolve=True))
 
 
+def scrub_saved_config(path: Path) -> bool:
+    """Hydra writes the command's overrides, config and settings to the run's .hydra/ (and a
+    sweep's to multirun.yaml) before anything runs: a secret given on the command line
+    (`+logger.wandb.settings.api_key=…`) is replaced by *** there, as in W&B. Rewrites the
+    file only if it held one (True)."""
+
+    def scrub(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: "***" if looks_secret(k) else scrub(v, str(k)) for k, v in node.items()}
+        if isinstance(node, list):  # override lists: key=value strings
+            return [scrub_override(v) if isinstance(v, str) else scrub(v) for v in node]
+        if key == "override_dirname" and isinstance(node, str):
+            return scrub_overrides(node)
+        return node
+
+    if not path.is_file():
+        return False
+    saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    clean = scrub(saved)
+    if clean != saved:
+        OmegaConf.save(OmegaConf.create(clean), path)
+    return clean != saved
+
+
+def scrub_overrides(override_dirname: str) -> str:
+    """Hydra's `k=3,+logger.wandb.settings.api_key=…` → `k=3,+logger.wandb.settings.api_key=***`
+    (a list value's commas split it into pieces without `=`, which stay as they were)."""
+    return ",".join(scrub_override(o) for o in override_dirname.split(","))
+
+
+def hydra_saved_configs() -> list[Path]:
+    """What Hydra wrote of this job's command: its .hydra/ files, and a sweep's multirun.yaml
+    (none outside Hydra; no .hydra/ with hydra.output_subdir=null)."""
+    hc = hydra_config()
+    if hc is None:
+        return []
+    files = []
+    if hc.output_subdir:
+        folder = Path(hc.runtime.output_dir) / str(hc.output_subdir)
+        files += [folder / name for name in ("overrides.yaml", "config.yaml", "hydra.yaml")]
+    if is_multirun():
+        files.append(Path(hc.runtime.cwd) / str(hc.sweep.dir) / "multirun.yaml")
+    return files
+
+
 def check_wandb_options(cfg: DictConfig) -> None:
     """A W&B option neither Lightning's WandbLogger nor wandb.init takes (a typo such as
     `+logger.wandb.projct=x`) is refused now, before the data loads; wandb.init refused it

@@ -75,6 +75,26 @@ def test_bad_input_exits_nonzero_before_training(tmp_path, args, needle):
     assert not (tmp_path / "checkpoints").exists()
 
 
+def test_a_secret_on_the_command_line_stays_out_of_the_run_folder(tmp_path):
+    """Hydra writes the command's overrides to the run's .hydra/ (and names the run's folder
+    after them) before our code runs: a W&B key given as an override was on disk in both.
+    Refused here (k=1), so no training; the scrubbing comes first."""
+    from deepcluster.resume import run_key
+
+    secret = "+logger.wandb.settings.api_key=SECRET123"
+    named = tmp_path / "mine"
+    proc = run_cli("k=1", secret, f"hydra.run.dir={named}", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "k=1 must be" in proc.stderr, proc.stderr[-2000:]
+    saved = {p.name: p.read_text() for p in (named / ".hydra").iterdir()}
+    assert set(saved) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    assert not any("SECRET123" in text for text in saved.values())
+    assert "api_key=***" in saved["overrides.yaml"] and "api_key: '***'" in saved["config.yaml"]
+    assert "k=1" in saved["overrides.yaml"]  # the rest of the record stays
+    # the folder a run without hydra.run.dir gets is named after the overrides
+    key = run_key(f"k=3,{secret},model.channels=[8,16,32]")
+    assert key == "k=3,+logger.wandb.settings.api_key=___,model.channels=_8,16,32_"
+
+
 @pytest.mark.parametrize("k", [5000, 1797])
 def test_k_beyond_the_images_is_refused_before_training(compose, tmp_path, k):
     """Checked once the data is known (the refusal's status and message are the command's, as

@@ -343,6 +343,46 @@ def test_a_secret_given_as_an_override_is_not_a_wandb_tag_name_or_metadata(
     tracking.finish_wandb([wandb_logger])
 
 
+def test_a_sweeps_multirun_yaml_keeps_no_secret(tmp_path, monkeypatch):
+    """Hydra writes the sweep's command to <sweep>/multirun.yaml before its first job; the
+    job scrubs it with its own .hydra/ files (a crashed sweep never reaches its end)."""
+    from types import SimpleNamespace
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from deepcluster import tracking
+
+    secret = "+logger.wandb.settings.api_key=SECRET123"
+    sweep = tmp_path / "multirun" / "x"
+    sweep.mkdir(parents=True)
+    saved = sweep / "multirun.yaml"
+    OmegaConf.save(
+        {
+            "hydra": {
+                "overrides": {"task": [secret, "k=3,4"]},
+                "job": {"override_dirname": f"{secret},k=3,4", "name": "x"},
+            },
+            "logger": {"wandb": {"settings": {"api_key": "SECRET123"}}},
+            "k": 3,
+        },
+        saved,
+    )
+    fake = SimpleNamespace(
+        mode=RunMode.MULTIRUN,
+        output_subdir=None,
+        sweep=SimpleNamespace(dir="multirun/x"),
+        runtime=SimpleNamespace(cwd=str(tmp_path), output_dir=str(sweep / "0")),
+    )
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: fake))
+    assert tracking.hydra_saved_configs() == [saved]
+    assert tracking.scrub_saved_config(saved) is True
+    text = saved.read_text()
+    assert "SECRET123" not in text and text.count("***") == 3 and "k=3,4" in text
+    assert tracking.scrub_saved_config(saved) is False  # nothing left: the file stays as is
+
+
 def test_a_finished_jobs_overrides_survive_a_refused_command_in_its_folder(tmp_path):
     """`… k=500 hydra.run.dir=<job>` refused: Hydra had rewritten the job's .hydra/ with the
     refused command, and the report then showed `k=500` beside the finished k=2 result."""
