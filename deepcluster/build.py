@@ -3,6 +3,7 @@ group stops the run with a message that names the group, not after an epoch of t
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from deepcluster.errors import ConfigError, DeepClusterError
+
+log = logging.getLogger("deepcluster")
 
 # keys of a group node that describe it or schedule it, not constructor arguments
 NOT_ARGUMENTS = frozenset({"name", "every_n_epochs", "in_refinement", "pretrain_epochs"})
@@ -139,10 +142,54 @@ def build_parts(cfg: DictConfig) -> Parts:
     return Parts(datamodule, module, callback, clusterer, manifold)
 
 
+def runs_on_cpu(accelerator: str) -> bool:
+    import torch
+
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+
+
+def choose_precision(precision: str, on_cpu: bool) -> tuple[str, str | None]:
+    """trainer.precision → (the precision Lightning gets, a line for the log or None).
+    `auto` is bf16-mixed only where it was measured faster than float32: a CPU with AMX or
+    AVX-512 BF16. On a GPU at batch 256 bf16 was slower (62 k against 70 k img/s on an H100:
+    the steps are launch-bound) and on a CPU without those units it is emulated (16× slower
+    on an AVX2 EPYC), so `auto` means 32-true there. An explicit bf16 on such a CPU is kept,
+    with a warning: it is what was asked for."""
+    from deepcluster.machine import cpu_has_native_bf16
+
+    native = on_cpu and cpu_has_native_bf16()
+    if precision == "auto":
+        if native:
+            return (
+                "bf16-mixed",
+                "trainer.precision=auto → bf16-mixed (this CPU has AMX or AVX-512 BF16)",
+            )
+        where = (
+            "the GPU at this model's size" if not on_cpu else "this CPU (no AMX or AVX-512 BF16)"
+        )
+        return (
+            "32-true",
+            f"trainer.precision=auto → 32-true: bf16 is slower than float32 on {where}",
+        )
+    if on_cpu and str(precision).startswith("bf16") and not native:
+        return precision, (
+            f"trainer.precision={precision} on a CPU without AMX or AVX-512 BF16: PyTorch emulates "
+            "bfloat16 there, 16× slower than float32 on an AVX2 EPYC (bench/results_avx2.md); "
+            "trainer.precision=32-true (or auto, which picks per machine) trains at full speed"
+        )
+    return precision, None
+
+
 def build_trainer(cfg: DictConfig, callbacks: list, out_dir: Path):
     """The Trainer, without loggers: a trainer option Lightning refuses (devices=0, a strategy
     it does not know) is a ConfigError before any logger has made a folder or a W&B run; the
-    caller hands it the loggers after (trainer.loggers)."""
+    caller hands it the loggers after (trainer.loggers). trainer.precision=auto becomes what
+    this machine runs fastest (choose_precision), in cfg too: the saved config says what ran."""
+    asked = str(cfg.trainer.precision)
+    precision, why = choose_precision(asked, runs_on_cpu(str(cfg.trainer.accelerator)))
+    if why is not None:  # auto's choice is news; a slow precision kept as asked is a warning
+        (log.info if asked == "auto" else log.warning)(why)
+    cfg.trainer.precision = precision
     return instantiate(
         cfg.trainer,
         "trainer",

@@ -132,10 +132,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                            "one of silhouette, bic, ward_gap"),
     "seed": (lambda v: at_least(0)(v) and v < 2**32,
              "an integer in 0 … 4294967295 (NumPy's seed range)"),
-    "trainer.precision": (lambda v: str(v) in PRECISIONS,
-                          "32-true (default) or bf16-mixed (bfloat16 autocast, float32 weights; "
-                          "16-mixed on a GPU): the *-true precisions cast the weights, which the "
-                          "clustering's float32 codes, rotation and targets do not match"),
+    "trainer.precision": (lambda v: str(v) in PRECISIONS or v == "auto",
+                          "32-true (default), bf16-mixed (bfloat16 autocast, float32 weights; "
+                          "16-mixed on a GPU) or auto (bf16-mixed where it is faster: a CPU with "
+                          "AMX or AVX-512 BF16): the *-true precisions cast the weights, which "
+                          "the clustering's float32 codes, rotation and targets do not match"),
     "model.channels": (lambda v: isinstance(v, ListConfig) and len(v) == 3
                        and all(at_least(1)(c) for c in v),
                        "three widths, one per convolution, e.g. [32, 64, 128]"),

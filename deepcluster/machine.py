@@ -58,3 +58,15 @@ def commit() -> str | None:
 def label(info: dict[str, object] | None = None) -> str:
     info = info or describe()
     return str(info["gpu"]) if info.get("gpu") else f"{info['cpu']}, {info['threads']} threads"
+
+
+def cpu_has_native_bf16() -> bool:
+    """AMX or AVX-512 BF16: the CPUs whose bfloat16 matrix units make bf16 autocast pay (1.5×
+    the float32 step on an AMX Xeon). Without them PyTorch emulates bfloat16, and the same
+    autocast ran 16× slower than float32 on an AVX2 EPYC (bench/results_avx2.md)."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # an older torch without the probes: assume the common case
+        return False

@@ -487,9 +487,55 @@ def test_schedule_fast_composes_and_trains(compose, tmp_path):
         "trainer.enable_progress_bar=false",
         f"output_dir={tmp_path}",
     )
-    assert cfg.optim.schedule == "one_cycle" and cfg.trainer.precision == "bf16-mixed"
+    assert cfg.optim.schedule == "one_cycle" and cfg.trainer.precision == "auto"
     metrics = run(cfg)
     assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
+    saved = (tmp_path / "config.yaml").read_text()  # what ran, not "auto"
+    assert "precision: bf16-mixed" in saved or "precision: 32-true" in saved
+
+
+@pytest.mark.parametrize(
+    "asked, on_cpu, native, expected, logged",
+    [
+        ("auto", True, True, "bf16-mixed", "AMX or AVX-512 BF16"),
+        ("auto", True, False, "32-true", "no AMX or AVX-512 BF16"),
+        ("auto", False, False, "32-true", "the GPU"),
+        ("bf16-mixed", True, False, "bf16-mixed", "16× slower"),  # kept, with a warning
+        ("bf16-mixed", True, True, "bf16-mixed", None),
+        ("bf16-mixed", False, False, "bf16-mixed", None),
+        ("32-true", True, False, "32-true", None),
+    ],
+)
+def test_precision_auto_picks_bf16_only_where_it_is_faster(
+    monkeypatch, asked, on_cpu, native, expected, logged
+):
+    from deepcluster import machine
+    from deepcluster.build import choose_precision
+
+    monkeypatch.setattr(machine, "cpu_has_native_bf16", lambda: native)
+    precision, why = choose_precision(asked, on_cpu)
+    assert precision == expected
+    assert (why is None) if logged is None else (logged in why)
+
+
+def test_a_slow_bf16_is_a_warning_and_auto_is_written_as_what_ran(
+    compose, tmp_path, caplog, monkeypatch
+):
+    """On a CPU without bfloat16 units (monkeypatched, so this holds on any test machine)
+    bf16-mixed as asked trains with a warning; auto trains in float32 and says so."""
+    import logging
+
+    from deepcluster import machine
+    from deepcluster.build import build_trainer
+
+    caplog.set_level(logging.INFO, logger="deepcluster")
+    monkeypatch.setattr(machine, "cpu_has_native_bf16", lambda: False)
+    slow = compose("trainer.precision=bf16-mixed")
+    assert build_trainer(slow, [], tmp_path).precision == "bf16-mixed"
+    assert any(r.levelname == "WARNING" and "16× slower" in r.message for r in caplog.records)
+    auto = compose("schedule=fast")
+    assert build_trainer(auto, [], tmp_path).precision == "32-true"
+    assert auto.trainer.precision == "32-true"  # the config saved with the run says so
 
 
 @pytest.mark.parametrize("target_scale, expected", [("free", 3.0), ("fixed", 1.0)])
