@@ -150,11 +150,11 @@ def runs_on_cpu(accelerator: str) -> bool:
 
 def choose_precision(precision: str, on_cpu: bool) -> tuple[str, str | None]:
     """trainer.precision → (the precision Lightning gets, a line for the log or None).
-    `auto` is bf16-mixed only where it was measured faster than float32: a CPU with AMX or
-    AVX-512 BF16. On a GPU at batch 256 bf16 was slower (62 k against 70 k img/s on an H100:
-    the steps are launch-bound) and on a CPU without those units it is emulated (16× slower
-    on an AVX2 EPYC), so `auto` means 32-true there. An explicit bf16 on such a CPU is kept,
-    with a warning: it is what was asked for."""
+    `auto` is bf16-mixed only on a CPU with bfloat16 units: AMX (measured: 1.5× the float32
+    step on a Xeon) or AVX-512 BF16 (its vector form; not measured). On a GPU at batch 256
+    bf16 was slower (62 k against 70 k img/s on an H100: the steps are launch-bound), and on a
+    CPU without those units PyTorch emulates it (16× slower on an AVX2 EPYC), so `auto` means
+    32-true there. An explicit bf16 on such a CPU is kept, with a warning: it was asked for."""
     from deepcluster.machine import cpu_has_native_bf16
 
     native = on_cpu and cpu_has_native_bf16()

@@ -61,9 +61,10 @@ def label(info: dict[str, object] | None = None) -> str:
 
 
 def cpu_has_native_bf16() -> bool:
-    """AMX or AVX-512 BF16: the CPUs whose bfloat16 matrix units make bf16 autocast pay (1.5×
-    the float32 step on an AMX Xeon). Without them PyTorch emulates bfloat16, and the same
-    autocast ran 16× slower than float32 on an AVX2 EPYC (bench/results_avx2.md)."""
+    """AMX or AVX-512 BF16: the CPUs with bfloat16 arithmetic, where bf16 autocast can pay
+    (1.5× the float32 step on an AMX Xeon; AVX-512 BF16 alone is not measured). Without them
+    PyTorch emulates bfloat16: the same autocast ran 16× slower than float32 on an AVX2 EPYC
+    (bench/results_avx2.md)."""
     import torch
 
     try:
