@@ -171,7 +171,7 @@ def choose_precision(precision: str, on_cpu: bool) -> tuple[str, str | None]:
             "32-true",
             f"trainer.precision=auto → 32-true: bf16 is slower than float32 on {where}",
         )
-    if on_cpu and str(precision).startswith("bf16") and not native:
+    if on_cpu and precision.startswith("bf16") and not native:
         return precision, (
             f"trainer.precision={precision} on a CPU without AMX or AVX-512 BF16: PyTorch emulates "
             "bfloat16 there, 16× slower than float32 on an AVX2 EPYC (bench/results_avx2.md); "

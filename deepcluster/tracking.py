@@ -86,17 +86,22 @@ def sweep_identity() -> tuple[str | None, list[str], str | None]:
     return group, tags, ",".join(overrides) or f"job {hc.job.num}"
 
 
+def scrub_secrets(node: Any, key: str = "") -> Any:
+    """A config as plain data, with *** for the value of every key that looks secret, of
+    every `key=value` string in a list (Hydra's override lists) whose key does, and inside
+    Hydra's override_dirname (`k=3,+…api_key=…`)."""
+    if isinstance(node, dict):
+        return {k: "***" if looks_secret(k) else scrub_secrets(v, str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [scrub_override(v) if isinstance(v, str) else scrub_secrets(v) for v in node]
+    if key == "override_dirname" and isinstance(node, str):
+        return scrub_overrides(node)
+    return node
+
+
 def public_config(cfg: DictConfig) -> dict:
     """The resolved config as a dict, minus anything that looks like a secret."""
-
-    def scrub(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: "***" if looks_secret(k) else scrub(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [scrub(v) for v in node]
-        return node
-
-    return scrub(OmegaConf.to_container(cfg, resolve=True))
+    return scrub_secrets(OmegaConf.to_container(cfg, resolve=True))
 
 
 def scrub_saved_config(path: Path) -> bool:
@@ -104,23 +109,14 @@ def scrub_saved_config(path: Path) -> bool:
     sweep's to multirun.yaml) before anything runs: a secret given on the command line
     (`+logger.wandb.settings.api_key=…`) is replaced by *** there, as in W&B. Rewrites the
     file only if it held one (True)."""
-
-    def scrub(node: Any, key: str = "") -> Any:
-        if isinstance(node, dict):
-            return {k: "***" if looks_secret(k) else scrub(v, str(k)) for k, v in node.items()}
-        if isinstance(node, list):  # override lists: key=value strings
-            return [scrub_override(v) if isinstance(v, str) else scrub(v) for v in node]
-        if key == "override_dirname" and isinstance(node, str):
-            return scrub_overrides(node)
-        return node
-
     if not path.is_file():
         return False
     saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    clean = scrub(saved)
-    if clean != saved:
+    clean = scrub_secrets(saved)
+    changed = clean != saved
+    if changed:
         OmegaConf.save(OmegaConf.create(clean), path)
-    return clean != saved
+    return changed
 
 
 def scrub_overrides(override_dirname: str) -> str:
