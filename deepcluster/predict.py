@@ -184,7 +184,11 @@ class Predictor:
         codes = self.module.embed(images).cpu().numpy()
         space = codes
         if self.state.get("manifold") is not None:
-            space = self.state["manifold"].transform(codes)
+            from deepcluster.clustering.manifold import cache_umap_compilation, quiet_uncacheable
+
+            cache_umap_compilation()  # the run's UMAP model, loaded, has imported umap
+            with quiet_uncacheable():
+                space = self.state["manifold"].transform(codes)
         return np.asarray(self.state["predictor"].predict(space), dtype=np.int64), codes
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
+import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -11,6 +15,53 @@ import torch
 from deepcluster.errors import MissingDependencyError
 
 log = logging.getLogger(__name__)
+
+_CACHED_PACKAGES = ("umap", "pynndescent")
+_numba_cache_on = False
+
+
+def cache_umap_compilation() -> int:
+    """Turn on numba's on-disk cache for umap-learn's compiled functions; returns how many.
+
+    umap-learn does not declare its numba functions `cache=True`, so every new process compiles
+    them again before its first embedding: about 14 s for the seeded layout (1 797 codes: 23 s
+    against 9 s once cached) and about a minute for the parallel one. With the cache on, the
+    first process writes the machine code beside umap's sources (or under NUMBA_CACHE_DIR) and
+    later ones load it; numba keys it by source file, signature and CPU, so a changed install
+    recompiles. A few of pynndescent's functions cannot be cached (numba says so at each save:
+    `quiet_uncacheable` hides that) and compile as before. Anything unexpected in numba's
+    internals leaves UMAP as it was (uncached).
+    """
+    global _numba_cache_on
+    if _numba_cache_on:
+        return 0
+    _numba_cache_on = True
+    try:
+        from numba.core.caching import NullCache
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:  # pragma: no cover - numba moved its internals
+        return 0
+    enabled = 0
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in _CACHED_PACKAGES:
+            continue
+        for obj in list(vars(module).values()):
+            if isinstance(obj, Dispatcher) and isinstance(getattr(obj, "_cache", None), NullCache):
+                try:
+                    obj.enable_caching()
+                    enabled += 1
+                except Exception as err:  # noqa: BLE001 - a cache is an optimisation only
+                    log.debug("numba cache not enabled for %s: %s", obj, err)
+    return enabled
+
+
+@contextlib.contextmanager
+def quiet_uncacheable() -> Iterator[None]:
+    """Hide numba's "Cannot cache compiled function …" warnings, and only those: the cache was
+    our request, not the user's, and the function simply compiles as it did before."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Cannot cache compiled function")
+        yield
 
 
 class UMAPManifold:
@@ -62,6 +113,7 @@ class UMAPManifold:
             import umap  # slow to import (numba): only when the manifold is used
         except ImportError:
             raise MissingDependencyError("manifold=umap", "umap-learn>=0.5.5,<0.6") from None
+        cache_umap_compilation()
 
         start = time.perf_counter()
         reducer = umap.UMAP(
@@ -76,7 +128,8 @@ class UMAPManifold:
         )
         threads = torch.get_num_threads()
         try:
-            out = reducer.fit_transform(z).astype(np.float32)
+            with quiet_uncacheable():
+                out = reducer.fit_transform(z).astype(np.float32)
         finally:  # numba's threading layer resets the OpenMP pool torch shares: a one-thread
             torch.set_num_threads(threads)  # run went on training with every core
         self.model = reducer
