@@ -151,8 +151,10 @@ def check_checkpoint_fits(cfg: DictConfig, ckpt_path: str, module, images: dict)
     )
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    probe = copy.deepcopy(module)
     continuing = cfg.trainer.max_epochs != 0
+    if continuing and "optimizer_states" not in ckpt:
+        raise weights_only(ckpt_path, ckpt.get("source"))
+    probe = copy.deepcopy(module)
     load_weights(cfg, ckpt_path, ckpt, probe, continuing)
     centres = probe.centers  # DEC's, inside its refinement
     if continuing and centres is not None and cfg.k != "auto" and len(centres) != int(cfg.k):
@@ -205,6 +207,21 @@ def keep_weights(ckpt_path: str, ckpt_dir: Path) -> None:
 
 # the keys that give the model its shape, as a user sets them (model.* from the dataset's)
 SHAPING = {"in_channels": "dataset.channels", "image_size": "dataset.image_size", "name": "model"}
+
+
+def weights_only(ckpt_path: str, source: str | None) -> ConfigError:
+    """Training continues a checkpoint with its optimizer's state and its place in the schedule;
+    a cluster-only run's weights.ckpt (or any bare state dict) has neither."""
+    where = (
+        f"continue the checkpoint it was copied from: ckpt_path={source}"
+        if source
+        else "continue a run's checkpoints/last.ckpt instead"
+    )
+    return ConfigError(
+        f"ckpt_path={ckpt_path} holds weights only (no optimizer state, no epoch to go on "
+        f"from), so training cannot continue it: {where}; or cluster these weights again "
+        "with trainer.max_epochs=0"
+    )
 
 
 def weights_do_not_fit(cfg: DictConfig, ckpt_path: str) -> ConfigError:

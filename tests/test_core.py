@@ -289,6 +289,34 @@ def test_a_checkpoint_that_does_not_fit_is_refused_before_the_folder_changes(
     assert sorted(p.name for p in folder.iterdir()) == before  # no previous/, nothing new
 
 
+def test_a_cluster_only_runs_weights_are_refused_for_training_before_the_folder_changes(
+    compose, tmp_path
+):
+    """A cluster-only run's weights.ckpt has no optimizer state: given to training, Lightning
+    failed with a bare KeyError ('pytorch-lightning_version') after the folder's outputs had
+    gone to previous/. Now: refused first, naming the checkpoint it was copied from."""
+    from deepcluster.errors import ConfigError
+    from deepcluster.run import run
+
+    source, folder = tmp_path / "source", tmp_path / "reading"
+    run(compose(*TINY, f"output_dir={source}"))
+    last = source / "checkpoints" / "last.ckpt"
+    run(compose(*TINY, "trainer.max_epochs=0", f"ckpt_path={last}", f"output_dir={folder}"))
+    before = sorted(p.name for p in folder.iterdir())
+    assert "weights.ckpt" in before
+    with pytest.raises(ConfigError, match="holds weights only") as refused:
+        run(
+            compose(
+                *TINY,
+                "trainer.max_epochs=2",
+                f"ckpt_path={folder}/weights.ckpt",
+                f"output_dir={folder}",
+            )
+        )
+    assert f"ckpt_path={last.resolve()}" in str(refused.value)
+    assert sorted(p.name for p in folder.iterdir()) == before  # no previous/, nothing new
+
+
 def test_clustering_a_runs_own_checkpoint_only_keeps_the_trained_runs_outputs(tmp_path):
     """trainer.max_epochs=0 with the folder's own checkpoint is another reading of the run
     (clusterer=ward, …): it wrote over the trained run's predictions, clusterer and config,

@@ -374,6 +374,32 @@ def test_callback_state_dict_round_trip():
     assert other.schedule.state_dict()["stop_reason"] == callback.schedule.stop_reason
 
 
+@pytest.mark.parametrize("pretrain_epochs, restarts", [(1, 7), (3, 2)])
+def test_a_redone_last_update_restarts_as_the_update_it_redoes(pretrain_epochs, restarts):
+    """A run whose last epoch started refinement (trainer.max_epochs = pretrain_epochs) and died
+    before its results: the redo clustered with the clusterer's own restarts where the update
+    had first_n_init, so metrics.json (from the history) and predictions.csv (from the redo)
+    could describe two partitions. A monitoring update is redone with the clusterer's own."""
+    dm, module = FakeDataModule(), module_with_loss()
+    used = []
+
+    class Counting(KMeans):
+        def __call__(self, z, k):
+            used.append(self.n_init)
+            return super().__call__(z, k)
+
+    callback = ClusteringCallback(
+        Counting(n_init=2, seed=0),
+        k=3,
+        schedule=ClusteringSchedule(refine=True, pretrain_epochs=pretrain_epochs),
+        first_n_init=7,
+    )
+    callback.on_train_epoch_end(fake_trainer(dm, epoch=0, max_epochs=1), module)
+    callback.redo_last_update(fake_trainer(dm, epoch=0, max_epochs=1), module)
+    assert used == [restarts, restarts]
+    assert callback.clusterer.n_init == 2  # the redo leaves the clusterer as configured
+
+
 def test_callback_reads_the_device_resident_images():
     dm = FakeDataModule()
     dm.images = None  # only the training copy exists: the embedding must read it

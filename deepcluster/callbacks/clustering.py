@@ -396,7 +396,17 @@ class ClusteringCallback(Callback):
         if phase not in ("pretrain", "refine"):  # cluster_only: read as a pretraining is
             phase = "pretrain"
         update = Update("epoch", bool(last.get("manifold")), False, phase, refreshes=False)
-        self._update(trainer, pl_module, update)
+        # the update that started refinement (trainer.max_epochs = pretrain_epochs) ran the
+        # clusterer with first_n_init restarts: so does its redo (it sets no targets)
+        started = phase == "pretrain" and self.schedule.refine
+        started = started and last.get("epoch", -1) + 1 >= self.schedule.pretrain_epochs
+        clusterer = self.clusterer
+        if started:
+            self.clusterer = with_restarts(clusterer, self.first_n_init)
+        try:
+            self._update(trainer, pl_module, update)
+        finally:
+            self.clusterer = clusterer
 
     def record_update(self, trainer, pl_module, update: Update, entry: dict[str, Any]) -> dict:
         """Run `update` and append its scores to `entry` and to the history."""
