@@ -268,8 +268,22 @@ def _check_unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> Non
 
 
 def _check_method_options(refine: DictConfig) -> None:
-    """An option of one refinement method set while the other runs would do nothing: say so
-    rather than run without it."""
+    """An option of one refinement method set while the other runs, or while none runs, would
+    do nothing: say so rather than run without it. (Schedule keys such as refine.patience stay
+    legal with refine=none: the reproduction pretrains experiment files that set them.)"""
+    if not refine.enabled:
+        idle = [
+            f"refine.{key}={refine.get(key, default)!r}"
+            for key, default in (("alpha", 1.0), ("target_scale", "free"))
+            if refine.get(key, default) != default
+        ]
+        require(
+            not idle,
+            f"refine=none trains no refinement, so {' and '.join(idle)} would do nothing. "
+            "Drop it, or choose the refinement it belongs to (refine.alpha: refine=dec; "
+            "refine.target_scale: refine=dekm)",
+        )
+        return
     if refine.method == "dec":
         require(
             refine.target_scale == "free",

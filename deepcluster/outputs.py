@@ -275,8 +275,10 @@ def write_run_info(
     source = None
     if own:
         source = _run_info(out_dir).get("source_finished_at")
-    elif resumed_from is not None:
-        source = _run_info(Path(resumed_from).parent.parent).get("finished_at")
+    elif resumed_from is not None:  # <run>/checkpoints/last.ckpt, or <run>/weights.ckpt
+        ckpt = Path(resumed_from)
+        folder = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        source = _run_info(folder).get("finished_at")
     info = {
         "wall_s": round(wall_s, 2),  # this process
         # with the earlier processes of a run resumed in its own folder (their fit time up to

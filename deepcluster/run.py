@@ -300,7 +300,8 @@ def drop_refused_run_folder(cfg: DictConfig) -> None:
 
 
 def check_sizes(cfg: DictConfig, n: int) -> None:
-    """What the number of images N allows: k (or k_search.min) below N."""
+    """What the number of images N allows: k (or k_search.min) below N, and UMAP more images
+    than its dimensions + 1."""
     require(n >= 3, f"{cfg.dataset.name} has {n} images: clustering needs at least 3")
     if cfg.k != "auto":
         # the label-free scores (silhouette) need a cluster with two images or more
@@ -315,6 +316,18 @@ def check_sizes(cfg: DictConfig, n: int) -> None:
             f"({n}); use k_search.min <= {n - 1}",
         )
         warn_about_k_search(cfg.k_search, n)
+    if cfg.manifold.name != "none":  # UMAP fails on too few points, after an epoch trained
+        dims = int(cfg.manifold.n_components)
+        if n <= dims + 1:
+            given = OmegaConf.to_container(cfg.manifold, resolve=False)["n_components"]
+            fix = f"manifold.n_components <= {n - 2}"
+            if isinstance(given, str):  # the default: as many dimensions as k (or k_search.max)
+                fix = f"{'k_search.max' if cfg.k == 'auto' else 'k'} <= {n - 2}, or {fix}"
+            raise ConfigError(
+                f"manifold={cfg.manifold.name} embeds the codes in manifold.n_components={dims} "
+                f"dimensions, which needs more than {dims + 1} images; {cfg.dataset.name} has "
+                f"{n}: use {fix}"
+            )
 
 
 def warn_about_k_search(k_search: DictConfig, n: int) -> None:

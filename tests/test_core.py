@@ -315,6 +315,13 @@ def test_a_cluster_only_runs_weights_are_refused_for_training_before_the_folder_
         )
     assert f"ckpt_path={last.resolve()}" in str(refused.value)
     assert sorted(p.name for p in folder.iterdir()) == before  # no previous/, nothing new
+    # clustered again, as the message offers: its source is the reading's run, not the folder
+    # above it (source_finished_at was looked up two levels up, as for checkpoints/last.ckpt)
+    again = tmp_path / "again"
+    weights = f"ckpt_path={folder}/weights.ckpt"
+    run(compose(*TINY, "trainer.max_epochs=0", weights, f"output_dir={again}"))
+    source = json.loads((folder / "run_info.json").read_text())["finished_at"]
+    assert json.loads((again / "run_info.json").read_text())["source_finished_at"] == source
 
 
 def test_clustering_a_runs_own_checkpoint_only_keeps_the_trained_runs_outputs(tmp_path):

@@ -158,7 +158,10 @@ def collect(settings: list[Setting], seeds: list[int], root: Path, quick: bool) 
                 "clusterer": s.clusterer,
                 "refine": s.refine,
                 "schedule": "quick" if quick else "published",
-                "epochs": sorted({r["epochs"] for r in runs}),
+                # "200+6" before "200+12": by the numbers, not the strings
+                "epochs": sorted(
+                    {r["epochs"] for r in runs}, key=lambda e: [int(x) for x in e.split("+")]
+                ),
                 "published": s.published,
                 "ours": {
                     "acc_mean": acc,
