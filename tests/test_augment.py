@@ -156,3 +156,19 @@ def test_digits_run_with_augmentation_trains(compose, tmp_path):
     assert metrics["augment"] == "affine" and metrics["acc"] > 0.3
     losses = [h["loss"] for h in metrics["history"]]
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize(
+    "group, in_refinement", [("affine", True), ("affine_pretrain", False), ("none", None)]
+)
+def test_the_augment_group_reaches_the_module(compose, group, in_refinement):
+    """metrics["augment"] only echoes the config: that the module gets the augmentation, and
+    refinement's choice of inputs, is checked here."""
+    from deepcluster.build import build_parts
+
+    module = build_parts(compose(f"augment={group}", "logger=none")).module
+    if in_refinement is None:
+        assert module.augment is None
+    else:
+        assert isinstance(module.augment, Affine)
+        assert module.augment_refinement is in_refinement

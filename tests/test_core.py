@@ -446,9 +446,12 @@ def test_torch_kmeans_seed_none_draws_fresh_starts_and_nan_is_refused():
 
 
 def test_torch_kmeans_relocates_an_empty_cluster():
-    x = torch.tensor([[0.0], [0.1], [10.0], [10.1]])
-    centers = torch.tensor([[0.05], [5.0], [100.0]])  # the third centre attracts no point
-    labels, final, _ = _lloyd(x, centers, max_iter=10, threshold=0.0)
+    # off the origin: an empty centre left at sums / 1 = 0 must not land on a point by chance
+    x = torch.tensor([[50.0], [50.1], [60.0], [60.1]])
+    centers = torch.tensor([[50.05], [55.0], [150.0]])  # the third centre attracts no point
+    _, moved, _ = _lloyd(x, centers, max_iter=1, threshold=0.0)
+    assert float(moved[2]) == pytest.approx(60.1)  # to the point farthest from its centre
+    labels, _, _ = _lloyd(x, centers, max_iter=10, threshold=0.0)
     assert len(torch.unique(labels)) == 3  # no stale centre left behind
 
 

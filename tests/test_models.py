@@ -63,10 +63,19 @@ def test_deep_encoder_is_deeper_and_has_no_skips():
 def test_glorot_init_and_bad_init():
     from deepcluster.models.base import init_weights
 
-    model = CAE(activation="sigmoid", init="glorot")
-    assert all(
-        float(m.bias.abs().max()) == 0.0 for m in model.modules() if isinstance(m, torch.nn.Conv2d)
-    )
+    for scheme, gain in (("glorot", 1.0), ("glorot_sigmoid", 4.0)):
+        model = CAE(activation="sigmoid", init=scheme)
+        layers = [
+            m
+            for m in model.modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))
+        ]
+        assert len(layers) == 8  # 3 convolutions, 2 linear (to and from the code), 3 deconv
+        for m in layers:
+            fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
+            bound = gain * (6.0 / (fan_in + fan_out)) ** 0.5  # Glorot-uniform's, × the gain
+            assert 0.8 * bound < float(m.weight.abs().max()) <= bound, (scheme, m)
+            assert float(m.bias.abs().max()) == 0.0
     with pytest.raises(
         ValueError, match="model.init='he2' must be one of default, glorot, glorot_sigmoid"
     ):

@@ -289,11 +289,14 @@ def test_rgb_32_run_trains(compose, tmp_path):
             "model=cae_deep",
             "dataset.n=64",
             *QUICK,
+            "trainer.max_epochs=3",
             "plots=false",
             f"output_dir={tmp_path}",
         )
     )
-    assert metrics["k"] == 4 and metrics["acc"] > 0.25
+    # ACC > 0.25 held for any partition but one cluster (4 classes, k=4): the loss is the test
+    losses = [h["loss"] for h in metrics["history"]]
+    assert metrics["k"] == 4 and len(losses) == 3 and losses[-1] < 0.9 * losses[0], losses
 
 
 def test_k_auto_finds_well_separated_blobs():

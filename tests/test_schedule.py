@@ -351,14 +351,32 @@ def test_callback_skips_epochs_by_cadence_and_records_the_loss():
     assert callback.history[1]["k"] == 3 and "silhouette" in callback.history[1]
 
 
+class CountingKMeans(KMeans):
+    """k-means that records the restarts of each call: one entry per clustering."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def __call__(self, z, k):
+        self.calls.append(self.n_init)
+        return super().__call__(z, k)
+
+
 def test_callback_step_updates_during_refinement():
     dm, module = FakeDataModule(), module_with_loss()
-    callback = make_callback(refine=True, pretrain_epochs=0, update_interval=2)
+    clusterer = CountingKMeans(n_init=2, seed=0)
+    schedule = ClusteringSchedule(refine=True, pretrain_epochs=0, update_interval=2)
+    callback = ClusteringCallback(clusterer, k=3, schedule=schedule)
     trainer = fake_trainer(dm)
     callback.on_train_start(trainer, module)
+    assert len(clusterer.calls) == 1  # the update that starts refinement
+    first = module.targets
     for b in range(4):
         callback.on_train_batch_end(trainer, module, None, None, b)
     assert callback.schedule.refine_steps == 4
+    assert len(clusterer.calls) == 3  # and one every 2 steps: after batches 1 and 3
+    assert module.targets is not first  # the step updates set new targets
     assert len(callback.schedule.previous["codes"]) == 120
 
 
@@ -366,12 +384,13 @@ def test_callback_state_dict_round_trip():
     dm = FakeDataModule()
     callback = make_callback(refine=True, pretrain_epochs=1)
     callback.on_train_epoch_end(fake_trainer(dm, epoch=0), module_with_loss())
+    callback.schedule.stop_reason = "converged: 0.40% of labels changed"  # not the default
     state = callback.state_dict()
     other = make_callback(refine=True, pretrain_epochs=1)
     other.load_state_dict(state)
     assert other.history == callback.history
     np.testing.assert_array_equal(other.labels, callback.labels)
-    assert other.schedule.state_dict()["stop_reason"] == callback.schedule.stop_reason
+    assert other.schedule.stop_reason == "converged: 0.40% of labels changed"
 
 
 @pytest.mark.parametrize("pretrain_epochs, restarts", [(1, 7), (3, 2)])
@@ -381,22 +400,16 @@ def test_a_redone_last_update_restarts_as_the_update_it_redoes(pretrain_epochs, 
     had first_n_init, so metrics.json (from the history) and predictions.csv (from the redo)
     could describe two partitions. A monitoring update is redone with the clusterer's own."""
     dm, module = FakeDataModule(), module_with_loss()
-    used = []
-
-    class Counting(KMeans):
-        def __call__(self, z, k):
-            used.append(self.n_init)
-            return super().__call__(z, k)
-
+    counting = CountingKMeans(n_init=2, seed=0)
     callback = ClusteringCallback(
-        Counting(n_init=2, seed=0),
+        counting,
         k=3,
         schedule=ClusteringSchedule(refine=True, pretrain_epochs=pretrain_epochs),
         first_n_init=7,
     )
     callback.on_train_epoch_end(fake_trainer(dm, epoch=0, max_epochs=1), module)
     callback.redo_last_update(fake_trainer(dm, epoch=0, max_epochs=1), module)
-    assert used == [restarts, restarts]
+    assert counting.calls == [restarts, restarts]
     assert callback.clusterer.n_init == 2  # the redo leaves the clusterer as configured
 
 
