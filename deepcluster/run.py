@@ -316,8 +316,9 @@ def check_sizes(cfg: DictConfig, n: int) -> None:
             f"({n}); use k_search.min <= {n - 1}",
         )
         warn_about_k_search(cfg.k_search, n)
-    if cfg.manifold.name != "none":  # UMAP fails on too few points, after an epoch trained
-        dims = int(cfg.manifold.n_components)
+    dims = cfg.manifold.get("n_components")  # UMAP fails on too few points, after an epoch
+    if cfg.manifold.name != "none" and dims is not None:
+        dims = int(dims)
         if n <= dims + 1:
             given = OmegaConf.to_container(cfg.manifold, resolve=False)["n_components"]
             fix = f"manifold.n_components <= {n - 2}"

@@ -34,8 +34,6 @@ AFTER_S = {
     "ward": 90,
     "gmm": 180,
 }  # refinement / one Ward / UMAP + GMM, on 2 CPU cores
-
-
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 COMMON = ["logger=csv", "trainer.enable_progress_bar=false"]
 # overrides that move files, not results
