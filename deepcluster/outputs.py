@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepcluster.clustering import clustering_scores
 from deepcluster.clustering.kmeans import kmeans
 from deepcluster.machine import describe
-from deepcluster.resume import is_inside
+from deepcluster.resume import is_inside, run_folder
 
 BASELINE_SAMPLE = 10_000
 BASELINE_SIDE = 32  # larger images are averaged down to this side first (memory, time)
@@ -275,10 +275,8 @@ def write_run_info(
     source = None
     if own:
         source = _run_info(out_dir).get("source_finished_at")
-    elif resumed_from is not None:  # <run>/checkpoints/last.ckpt, or <run>/weights.ckpt
-        ckpt = Path(resumed_from)
-        folder = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-        source = _run_info(folder).get("finished_at")
+    elif resumed_from is not None:
+        source = _run_info(run_folder(resumed_from)).get("finished_at")
     info = {
         "wall_s": round(wall_s, 2),  # this process
         # with the earlier processes of a run resumed in its own folder (their fit time up to

@@ -50,6 +50,13 @@ def is_inside(ckpt: str | None, folder: Path) -> bool:
     return ckpt is not None and Path(ckpt).resolve().is_relative_to(folder.resolve())
 
 
+def run_folder(ckpt: str | Path) -> Path:
+    """The run a checkpoint belongs to: <run>/checkpoints/<file>, or <run>/weights.ckpt (a
+    cluster-only run's copy of the weights it clustered)."""
+    path = Path(ckpt).resolve()
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
 @dataclass
 class Resume:
     ckpt: str | None = None  # the checkpoint to continue, if any

@@ -228,7 +228,7 @@ def weights_do_not_fit(cfg: DictConfig, ckpt_path: str) -> ConfigError:
     """The checkpoint's weights have other shapes than the model this config builds: name the
     keys that differ from the config of the run that trained them (its folder's config.yaml),
     and the value to give each."""
-    trained = Path(ckpt_path).resolve().parent.parent / "config.yaml"
+    trained = resume_mod.run_folder(ckpt_path) / "config.yaml"
     hint = "give the same dataset.image_size, dataset.channels and model (and its keys)"
     if trained.is_file():
         before = OmegaConf.to_container(OmegaConf.load(trained).get("model", {}), resolve=True)
@@ -320,9 +320,8 @@ def check_sizes(cfg: DictConfig, n: int) -> None:
     if cfg.manifold.name != "none" and dims is not None:
         dims = int(dims)
         if n <= dims + 1:
-            given = OmegaConf.to_container(cfg.manifold, resolve=False)["n_components"]
             fix = f"manifold.n_components <= {n - 2}"
-            if isinstance(given, str):  # the default: as many dimensions as k (or k_search.max)
+            if OmegaConf.is_interpolation(cfg.manifold, "n_components"):  # the default: from k
                 fix = f"{'k_search.max' if cfg.k == 'auto' else 'k'} <= {n - 2}, or {fix}"
             raise ConfigError(
                 f"manifold={cfg.manifold.name} embeds the codes in manifold.n_components={dims} "

@@ -398,8 +398,7 @@ class ClusteringCallback(Callback):
         update = Update("epoch", bool(last.get("manifold")), False, phase, refreshes=False)
         # the update that started refinement (trainer.max_epochs = pretrain_epochs) ran the
         # clusterer with first_n_init restarts: so does its redo (it sets no targets)
-        started = phase == "pretrain" and self.schedule.refine
-        started = started and last.get("epoch", -1) + 1 >= self.schedule.pretrain_epochs
+        started = phase == "pretrain" and self.schedule.starts_refinement_at(last.get("epoch", -1))
         clusterer = self.clusterer
         if started:
             self.clusterer = with_restarts(clusterer, self.first_n_init)

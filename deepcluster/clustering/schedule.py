@@ -138,11 +138,15 @@ class ClusteringSchedule:
         if refining:
             due = not self._global or self.refine_steps % self.update_interval == 0
             return Update("epoch", False, False, "refine", refreshes=due)
-        if self.refine and epoch + 1 >= self.pretrain_epochs:
+        if self.starts_refinement_at(epoch):
             return Update("epoch", self.manifold, True, "pretrain")
         if last or (epoch + 1) % self.cluster_every_n_epochs == 0:
             return Update("epoch", self._manifold_at(epoch, last), False, "pretrain")
         return None
+
+    def starts_refinement_at(self, epoch: int) -> bool:
+        """Does the end of pretraining epoch `epoch` start refinement?"""
+        return self.refine and epoch + 1 >= self.pretrain_epochs
 
     @property
     def cap_reached(self) -> bool:
