@@ -279,7 +279,8 @@ def _check_method_options(refine: DictConfig) -> None:
         ]
         require(
             not idle,
-            f"refine=none trains no refinement, so {' and '.join(idle)} would do nothing. "
+            f"refine=none (refine.enabled=false) trains no refinement, so {' and '.join(idle)} "
+            "would do nothing. "
             "Drop it, or choose the refinement it belongs to (refine.alpha: refine=dec; "
             "refine.target_scale: refine=dekm)",
         )

@@ -256,6 +256,25 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def continues_own_run(out_dir: Path, ckpt: str | None, cluster_only: bool) -> bool:
+    """Does this process train on from the folder's own checkpoint (one run over several
+    processes)? Clustering it only is another reading: a run of its own."""
+    return not cluster_only and is_inside(ckpt, out_dir / "checkpoints")
+
+
+def source_finished_at(out_dir: Path, ckpt: str | None, cluster_only: bool) -> str | None:
+    """When the run a checkpoint came from finished (its run_info.json's finished_at; a folder
+    trained again keeps its earlier runs in previous*/). Training on from its own checkpoint, a
+    run keeps what an earlier process of it recorded. Read before set_aside_earlier_run moves
+    this folder's outputs away: a reading of the folder's own checkpoint or weights.ckpt
+    comes from the run those outputs belong to."""
+    if ckpt is None:
+        return None
+    if continues_own_run(out_dir, ckpt, cluster_only):
+        return _run_info(out_dir).get("source_finished_at")
+    return _run_info(run_folder(ckpt)).get("finished_at")
+
+
 def write_run_info(
     out_dir: Path,
     callback,
@@ -263,20 +282,15 @@ def write_run_info(
     resumed_from: str | None,
     skipped: list[str],
     model: DictConfig | None = None,
+    source: str | None = None,
+    cluster_only: bool = False,
 ) -> None:
-    """What varies between identical runs (timings, memory) lives apart from metrics.json."""
+    """What varies between identical runs (timings, memory) lives apart from metrics.json.
+    source: source_finished_at(…), read before the folder's earlier outputs moved."""
     before = life_before(started)
     wall_s = time.perf_counter() - started + before
-    own = is_inside(resumed_from, out_dir)
+    own = continues_own_run(out_dir, resumed_from, cluster_only)
     earlier = callback.earlier_wall_s.get(callback.run_dir) if own else 0.0
-    # which run of the source folder a checkpoint came from (a folder trained again keeps its
-    # earlier runs in previous*/): that run's finished_at; continuing its own checkpoint,
-    # what an earlier process of this run recorded
-    source = None
-    if own:
-        source = _run_info(out_dir).get("source_finished_at")
-    elif resumed_from is not None:
-        source = _run_info(run_folder(resumed_from)).get("finished_at")
     info = {
         "wall_s": round(wall_s, 2),  # this process
         # with the earlier processes of a run resumed in its own folder (their fit time up to

@@ -184,11 +184,9 @@ class Predictor:
         codes = self.module.embed(images).cpu().numpy()
         space = codes
         if self.state.get("manifold") is not None:
-            from deepcluster.clustering.manifold import cache_umap_compilation, quiet_uncacheable
+            from deepcluster.clustering.manifold import transform
 
-            cache_umap_compilation()  # the run's UMAP model, loaded, has imported umap
-            with quiet_uncacheable():
-                space = self.state["manifold"].transform(codes)
+            space = transform(self.state["manifold"], codes)
         return np.asarray(self.state["predictor"].predict(space), dtype=np.int64), codes
 
 

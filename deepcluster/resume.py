@@ -40,7 +40,7 @@ def run_key(override_dirname: str, ckpt_path: str | None = None) -> str:
         return key or "default"
     path = Path(str(ckpt_path)).expanduser().resolve()
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-    run = re.sub(r"[^A-Za-z0-9._+-]", "_", path.parent.parent.name)[:60]  # <run>/checkpoints/<file>
+    run = re.sub(r"[^A-Za-z0-9._+-]", "_", run_folder(path).name)[:60]
     origin = f"from={run}-{digest}"
     return f"{key},{origin}" if key else origin
 

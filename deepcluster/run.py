@@ -115,7 +115,9 @@ def cluster_only(cfg: DictConfig, ckpt_path: str, parts, out_dir: Path) -> None:
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     kept = {key: ckpt[key] for key in ("state_dict", "epoch", "refinement") if key in ckpt}
-    torch.save({**kept, "source": str(Path(ckpt_path).resolve())}, out_dir / "weights.ckpt")
+    # the training checkpoint behind the weights, through a chain of readings
+    source = ckpt.get("source") or str(Path(ckpt_path).resolve())
+    torch.save({**kept, "source": source}, out_dir / "weights.ckpt")
     # moves 0.1's buffers out of the weights; any refine.method reads any checkpoint here
     load_weights(cfg, ckpt_path, ckpt, parts.module, continuing=False)
     cluster_once(parts, int(ckpt.get("epoch", 0)))
@@ -205,16 +207,29 @@ def keep_weights(ckpt_path: str, ckpt_dir: Path) -> None:
         shutil.copyfile(Path(ckpt_path).resolve(), own)
 
 
+def trainable(ckpt_path: str) -> bool:
+    """Is this a checkpoint training can continue (a file with its optimizer's state)?"""
+    import torch
+
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError):
+        return False
+    return isinstance(ckpt, dict) and "optimizer_states" in ckpt
+
+
 # the keys that give the model its shape, as a user sets them (model.* from the dataset's)
 SHAPING = {"in_channels": "dataset.channels", "image_size": "dataset.image_size", "name": "model"}
 
 
 def weights_only(ckpt_path: str, source: str | None) -> ConfigError:
     """Training continues a checkpoint with its optimizer's state and its place in the schedule;
-    a cluster-only run's weights.ckpt (or any bare state dict) has neither."""
+    a cluster-only run's weights.ckpt (or any bare state dict) has neither. The checkpoint it
+    was copied from is offered only while it is there and trainable (a source run that
+    trained on keeps only its newest epoch file)."""
     where = (
         f"continue the checkpoint it was copied from: ckpt_path={source}"
-        if source
+        if source and trainable(source)
         else "continue a run's checkpoints/last.ckpt instead"
     )
     return ConfigError(
@@ -320,9 +335,13 @@ def check_sizes(cfg: DictConfig, n: int) -> None:
     if cfg.manifold.name != "none" and dims is not None:
         dims = int(dims)
         if n <= dims + 1:
-            fix = f"manifold.n_components <= {n - 2}"
-            if OmegaConf.is_interpolation(cfg.manifold, "n_components"):  # the default: from k
-                fix = f"{'k_search.max' if cfg.k == 'auto' else 'k'} <= {n - 2}, or {fix}"
+            fix = f"manifold.n_components <= {n - 2}, or manifold=none"
+            auto = cfg.k == "auto"
+            # the default takes the dimensions from k: offer k where a legal one is left
+            if OmegaConf.is_interpolation(cfg.manifold, "n_components") and n - 2 >= (
+                cfg.k_search.min if auto else 2
+            ):
+                fix = f"{'k_search.max' if auto else 'k'} <= {n - 2}, or {fix}"
             raise ConfigError(
                 f"manifold={cfg.manifold.name} embeds the codes in manifold.n_components={dims} "
                 f"dimensions, which needs more than {dims + 1} images; {cfg.dataset.name} has "
@@ -511,8 +530,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     trainer.loggers = loggers
     succeeded, restore_sigterm = False, lambda: None
     try:
+        reading = cfg.trainer.max_epochs == 0  # cluster_only: another reading of the weights
+        source = outputs.source_finished_at(out_dir, plan.ckpt, reading)  # before it moves
         if trainer.is_global_zero:  # only now: a run refused above leaves the earlier one be
-            plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt, cfg.trainer.max_epochs == 0)
+            plan.ckpt = set_aside_earlier_run(out_dir, plan.ckpt, reading)
             # what predict rebuilds; a secret's value is not kept
             OmegaConf.save(OmegaConf.create(public_config(cfg)), out_dir / "config.yaml")
         warn_if_refinement_never_runs(cfg)  # here: after the errors that would stop the run
@@ -569,7 +590,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         outputs.write_results(out_dir, callback, dm)
         figures = outputs.write_figures(cfg, out_dir, metrics, callback, dm)
         log_final(loggers, metrics, figures)
-        outputs.write_run_info(out_dir, callback, started, plan.ckpt, dm.skipped, cfg.model)
+        outputs.write_run_info(
+            out_dir, callback, started, plan.ckpt, dm.skipped, cfg.model, source, reading
+        )
         outputs.write_metrics(out_dir, metrics)  # last: a run with metrics.json is complete
         succeeded = True
     finally:

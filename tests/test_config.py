@@ -207,7 +207,7 @@ def test_an_import_error_inside_an_options_constructor_is_not_called_its_import(
         (("refine=dec", "refine.target_scale=fixed"), "target_scale='fixed' is method A's"),
         (("refine=dekm", "refine.alpha=0.5"), "alpha=0.5 is DEC's"),
         # with no refinement either would do nothing (the message named method A's, or none)
-        (("refine=none", "refine.alpha=2"), "refine=none trains no refinement, so refine.alpha"),
+        (("refine=none", "refine.alpha=2"), r"refine=none \(refine.enabled=false\) trains no"),
         (("refine=none", "refine.target_scale=fixed"), "so refine.target_scale='fixed' would"),
     ],
 )

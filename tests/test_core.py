@@ -149,6 +149,9 @@ def test_a_run_continued_from_a_checkpoint_file_is_another_command(tmp_path):
     assert resume.run_key("k=3", "last") == resume.run_key("k=3", None) == "k=3"
     assert resume.run_key("", str(ckpt)).startswith("from=pre-")
     assert key != resume.run_key("k=3", str(tmp_path / "other" / "checkpoints" / "last.ckpt"))
+    # a cluster-only run's weights.ckpt is named after that run, not the folder above it
+    reading = tmp_path / "outputs" / "reading" / "weights.ckpt"
+    assert resume.run_key("k=3", str(reading)).startswith("k=3,from=reading-")
 
 
 def test_last_names_the_same_command_begun_from_a_file_rather_than_start_over(tmp_path):
@@ -322,6 +325,21 @@ def test_a_cluster_only_runs_weights_are_refused_for_training_before_the_folder_
     run(compose(*TINY, "trainer.max_epochs=0", weights, f"output_dir={again}"))
     source = json.loads((folder / "run_info.json").read_text())["finished_at"]
     assert json.loads((again / "run_info.json").read_text())["source_finished_at"] == source
+    # a reading of a reading still names the training checkpoint, not a weights-only one
+    train_again = ("trainer.max_epochs=2", f"ckpt_path={again}/weights.ckpt")
+    with pytest.raises(ConfigError, match="holds weights only") as refused:
+        run(compose(*TINY, *train_again, f"output_dir={again}"))
+    assert f"ckpt_path={last.resolve()}" in str(refused.value)
+    # a folder re-reading its own weights.ckpt: the source is the reading those weights came
+    # from (its run_info.json was read after it had moved to previous/: null)
+    run(compose(*TINY, "trainer.max_epochs=0", weights, f"output_dir={folder}"))
+    assert (folder / "previous" / "weights.ckpt").is_file()
+    assert json.loads((folder / "run_info.json").read_text())["source_finished_at"] == source
+    # the source gone (a source run that trained on keeps only its newest epoch file): the
+    # message offers no file that would fail too
+    last.resolve().unlink()
+    with pytest.raises(ConfigError, match="continue a run's checkpoints/last.ckpt instead"):
+        run(compose(*TINY, *train_again, f"output_dir={again}"))
 
 
 def test_clustering_a_runs_own_checkpoint_only_keeps_the_trained_runs_outputs(tmp_path):

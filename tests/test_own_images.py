@@ -365,13 +365,20 @@ def test_k_search_min_beyond_the_images_fails_before_training(compose, tmp_path)
         choose_k(np.zeros((8, 2)), 8, 20)
 
 
-@pytest.mark.parametrize("k, fix", [("auto", "k_search.max <= 13"), ("14", "k <= 13")])
-def test_umap_on_too_few_images_is_refused_before_training(compose, tmp_path, k, fix):
+@pytest.mark.parametrize(
+    "n, k, fix",
+    [
+        (15, "auto", "k_search.max <= 13, or manifold.n_components <= 13"),
+        (15, "14", "k <= 13, or manifold.n_components <= 13"),
+        (3, "2", "manifold.n_components <= 1"),  # no legal k is left to offer (k >= 2)
+    ],
+)
+def test_umap_on_too_few_images_is_refused_before_training(compose, tmp_path, n, k, fix):
     """UMAP needs more images than its dimensions + 1 (as many as k, or k_search.max for
     k=auto): 15 images trained their epochs, then failed inside the clustering, naming
     manifold.n_components, a key the command never gave."""
-    with pytest.raises(ConfigError, match=rf"has 15: use {fix}, or manifold.n_components <= 13"):
-        run(compose("dataset=synthetic", "dataset.n=15", f"k={k}", "manifold=umap_start",
+    with pytest.raises(ConfigError, match=rf"has {n}: use {fix}, or manifold=none$"):
+        run(compose("dataset=synthetic", f"dataset.n={n}", f"k={k}", "manifold=umap_start",
                     *QUICK, f"output_dir={tmp_path}"))  # fmt: skip
     assert not (tmp_path / "checkpoints").exists()  # nothing trained
 

@@ -27,8 +27,11 @@ def cache_umap_compilation() -> int:
     them again before its first embedding: about 14 s for the seeded layout (1 797 codes: 23 s
     against 9 s once cached), more for the parallel one. With the cache on, the
     first process writes the machine code beside umap's sources (or under NUMBA_CACHE_DIR) and
-    later ones load it; numba keys it by source file, signature and CPU, so a changed install
-    recompiles. pynndescent's search (used above 4 096 codes) cannot be cached (numba says so
+    later ones load it; numba keys it by the function's source file (time stamp and size),
+    signature, CPU and numba's version, so upgrading umap-learn or numba recompiles. A change
+    only in a compiled function it calls from another file is not seen: after upgrading
+    pynndescent alone, delete the `*.nbi`/`*.nbc` files under umap's `__pycache__` (or
+    NUMBA_CACHE_DIR). pynndescent's search (used above 4 096 codes) cannot be cached (numba says so
     at each save: `quiet_uncacheable` hides that) and compiles as before: on 70 000 codes the
     first call stays ≈ 50 s slower than the later ones. Anything unexpected in numba's
     internals leaves UMAP as it was (uncached).
@@ -63,6 +66,14 @@ def quiet_uncacheable() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Cannot cache compiled function")
         yield
+
+
+def transform(model, z: np.ndarray) -> np.ndarray:
+    """New codes (N, d) into a fitted umap.UMAP's embedding (deepcluster-predict), with its
+    compiled code cached and quiet as in fitting (a loaded model has imported umap)."""
+    cache_umap_compilation()
+    with quiet_uncacheable():
+        return model.transform(z)
 
 
 class UMAPManifold:
