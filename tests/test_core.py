@@ -469,6 +469,8 @@ def test_torch_kmeans_relocates_an_empty_cluster():
     centers = torch.tensor([[50.05], [55.0], [150.0]])  # the third centre attracts no point
     _, moved, _ = _lloyd(x, centers, max_iter=1, threshold=0.0)
     assert float(moved[2]) == pytest.approx(60.1)  # to the point farthest from its centre
+    # which leaves the cluster it was in, as in scikit-learn (its mean stayed 60.05)
+    assert float(moved[1]) == pytest.approx(60.0) and float(moved[0]) == pytest.approx(50.05)
     labels, _, _ = _lloyd(x, centers, max_iter=10, threshold=0.0)
     assert len(torch.unique(labels)) == 3  # no stale centre left behind
 

@@ -72,11 +72,14 @@ def _lloyd(x: torch.Tensor, centers: torch.Tensor, max_iter: int, threshold: flo
         labels = d2.argmin(1)  # (N,)
         counts = torch.bincount(labels, minlength=k)
         sums = torch.zeros_like(centers).index_add_(0, labels, x)
-        new = sums / counts.clamp(min=1).unsqueeze(1)
         empty = (counts == 0).nonzero().flatten()
-        if len(empty):  # relocate empty clusters to the points farthest from their centres
+        if len(empty):  # relocate empty clusters to the points farthest from their centres,
+            # which leave the clusters they were in (scikit-learn's relocation)
             far = d2.gather(1, labels[:, None]).squeeze(1).topk(len(empty)).indices
-            new[empty] = x[far]
+            sums.index_add_(0, labels[far], -x[far])
+            counts = counts.index_add(0, labels[far], -torch.ones_like(far))
+            sums[empty], counts[empty] = x[far], 1
+        new = sums / counts.clamp(min=1).unsqueeze(1)
         shift = float((new - centers).pow(2).sum())
         centers = new
         if shift <= threshold:
