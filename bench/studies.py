@@ -7,6 +7,12 @@ the run's own metrics.json and run_info.json (command, machine, wall time); each
 summary is the mean ± sd over its seeds, and the seeds' agreement (mean pairwise adjusted Rand
 index of their predictions.csv, where the folders keep them). Labels only score: no row is
 chosen by its ACC.
+
+Three columns need files a clone does not have (codes.npy, predictions.csv and, for the
+oldest runs, .hydra/overrides.yaml are not committed): the code silhouette, the seed
+agreement and the command. Where the files are gone, the values the last writer recorded in
+results/studies.json are kept (the agreement only while the variant has the same runs), so
+the script can be run again anywhere without emptying them.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "results" / "runs"
 ALSO = {"sigmoid": ["schedule/constant-s0"]}  # runs another study's table shows too
+PER_EPOCH = {"schedule"}  # studies that also get their loss and ACC epoch by epoch
 STUDIES = {  # folder → what it measures
     "digits_default": "The default job on the bundled digits (issue 11): variants × seeds",
     "sigmoid": "Sigmoid vs ReLU on MNIST-full, 10 reconstruction epochs (issue 11)",
@@ -32,6 +39,18 @@ STUDIES = {  # folder → what it measures
 }
 
 
+def recorded_rows() -> dict[str, dict]:
+    """The rows results/studies.json holds now, by run folder."""
+    try:
+        studies = json.loads((ROOT / "results" / "studies.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {r["run"]: r for rows in studies.values() for r in rows}
+
+
+RECORDED = recorded_rows()
+
+
 def command(run_dir: Path, info: dict) -> str:
     if info.get("command"):
         return info["command"]
@@ -39,7 +58,7 @@ def command(run_dir: Path, info: dict) -> str:
     if overrides.is_file():  # runs from before run_info.json recorded the command
         task = [str(o) for o in OmegaConf.load(overrides)]
         return " ".join(["deepcluster", *task, f"hydra.run.dir={run_dir.relative_to(ROOT)}"])
-    return "?"
+    return RECORDED.get(str(run_dir.relative_to(ROOT)), {}).get("command") or "?"
 
 
 def code_silhouette(run_dir: Path) -> float | None:
@@ -47,7 +66,7 @@ def code_silhouette(run_dir: Path) -> float | None:
     found in (UMAP or the codes): one label-free yardstick across variants."""
     codes, pred = run_dir / "codes.npy", run_dir / "predictions.csv"
     if not (codes.is_file() and pred.is_file()):
-        return None
+        return RECORDED.get(str(run_dir.relative_to(ROOT)), {}).get("code_silhouette")
     import numpy as np
     import pandas as pd
 
@@ -59,7 +78,13 @@ def code_silhouette(run_dir: Path) -> float | None:
 def agreement(rows: list[dict]) -> float | None:
     """Seed agreement of a variant's runs (label-free: the clusters, not the labels)."""
     files = [ROOT / r["run"] / "predictions.csv" for r in rows]
-    if len(files) < 2 or not all(f.is_file() for f in files):
+    if len(files) < 2:
+        return None
+    if not all(f.is_file() for f in files):  # recorded over the same runs, or unknown
+        runs = sorted(r["run"] for r in rows)
+        recorded = [RECORDED.get(run, {}) for run in runs]
+        if all(r.get("agreement_runs") == runs for r in recorded):
+            return recorded[0].get("seed_agreement")
         return None
     import pandas as pd
 
@@ -146,7 +171,11 @@ def summary(rows: list[dict]) -> list[str]:
         for _, key, digits in AVERAGED:
             vals = [r[key] for r in rs if r[key] is not None]
             means.append(fmt(statistics.fmean(vals) if vals else None, digits))
-        agree = fmt(agreement(rs), 3)
+        value = agreement(rs)
+        for r in rs:  # recorded with every row: a clone without predictions.csv keeps it
+            r["seed_agreement"] = value
+            r["agreement_runs"] = sorted(x["run"] for x in rs) if value is not None else None
+        agree = fmt(value, 3)
         out.append(f"| {variant} | {len(rs)} | {acc} | {agree} | " + " | ".join(means) + " |")
     return out
 
@@ -166,6 +195,27 @@ def table(rows: list[dict]) -> list[str]:
             + " | ".join(cells)
             + f" | {(r['stop_reason'] or '')[:24]} | {r['machine']} | `{r['command']}` |"
         )
+    return out
+
+
+def per_epoch(rows: list[dict]) -> list[str]:
+    """Each run's reconstruction loss and ACC after every clustered epoch (ACC only scores)."""
+    runs = [(r, json.loads((ROOT / r["run"] / "metrics.json").read_text())) for r in rows]
+    runs = [(r, m["history"]) for r, m in runs]
+    epochs = sorted({h["epoch"] for _, history in runs for h in history})
+    out = [
+        "Epoch by epoch: reconstruction loss / ACC (k-means on the codes).",
+        "",
+        "| run | seed | machine | " + " | ".join(str(e) for e in epochs) + " |",
+        "|---|---|---|" + "---|" * len(epochs),
+    ]
+    for r, history in runs:
+        at = {h["epoch"]: h for h in history}
+        cells = [
+            f"{fmt(at[e].get('loss'), 5)} / {fmt(at[e].get('acc'), 4)}" if e in at else "–"
+            for e in epochs
+        ]
+        out.append(f"| {r['variant']} | {r['seed']} | {r['machine']} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -218,6 +268,8 @@ def main() -> None:
         rows = [row(d) for d in dirs]
         everything[folder] = rows
         text += [f"## {title}", "", *summary(rows), "", *table(rows), ""]
+        if folder in PER_EPOCH:
+            text += [*per_epoch(rows), ""]
     text += sigmoid_study(ROOT / "results" / "sigmoid_study.json")
     out = ROOT / "results"
     (out / "studies.md").write_text("\n".join(text) + "\n")
