@@ -33,7 +33,8 @@ def cache_umap_compilation() -> int:
     pynndescent alone, delete the `*.nbi`/`*.nbc` files under umap's `__pycache__` (or
     NUMBA_CACHE_DIR). pynndescent's search (used above 4 096 codes) cannot be cached (numba says so
     at each save: `quiet_uncacheable` hides that) and compiles as before: on 70 000 codes the
-    first call stays ≈ 50 s slower than the later ones. Anything unexpected in numba's
+    first call of a process took 58 s against 43 s for the second (uncached: 94 s against 39 s;
+    2-core AVX2 EPYC, alone). Anything unexpected in numba's
     internals leaves UMAP as it was (uncached).
     """
     global _numba_cache_on
