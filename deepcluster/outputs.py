@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepcluster.clustering import clustering_scores
 from deepcluster.clustering.kmeans import kmeans
 from deepcluster.machine import describe
-from deepcluster.resume import is_inside, run_folder
+from deepcluster.resume import own_checkpoint, run_folder
 
 BASELINE_SAMPLE = 10_000
 BASELINE_SIDE = 32  # larger images are averaged down to this side first (memory, time)
@@ -259,7 +259,7 @@ def peak_rss_mb() -> float:
 def continues_own_run(out_dir: Path, ckpt: str | None, cluster_only: bool) -> bool:
     """Does this process train on from the folder's own checkpoint (one run over several
     processes)? Clustering it only is another reading: a run of its own."""
-    return not cluster_only and is_inside(ckpt, out_dir / "checkpoints")
+    return not cluster_only and own_checkpoint(ckpt, out_dir)
 
 
 def source_finished_at(out_dir: Path, ckpt: str | None, cluster_only: bool) -> str | None:

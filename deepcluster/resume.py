@@ -45,9 +45,11 @@ def run_key(override_dirname: str, ckpt_path: str | None = None) -> str:
     return f"{key},{origin}" if key else origin
 
 
-def is_inside(ckpt: str | None, folder: Path) -> bool:
-    """Is the checkpoint being continued (None: none) one of `folder`'s own?"""
-    return ckpt is not None and Path(ckpt).resolve().is_relative_to(folder.resolve())
+def own_checkpoint(ckpt: str | None, run_dir: Path) -> bool:
+    """Is the checkpoint given (None: none) one of the run folder's own, in its checkpoints/?
+    (A weights.ckpt or a checkpoint set aside in previous*/ is another run's.)"""
+    own = run_dir / "checkpoints"
+    return ckpt is not None and Path(ckpt).resolve().is_relative_to(own.resolve())
 
 
 def run_folder(ckpt: str | Path) -> Path:

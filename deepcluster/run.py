@@ -443,7 +443,7 @@ def set_aside_earlier_run(
     reading of the trained run, e.g. clusterer=ward) moves every output but the checkpoints.
     Returns the checkpoint to continue (its new path if it was one of the outputs moved,
     e.g. a cluster-only run's weights.ckpt)."""
-    own = resume_mod.is_inside(resuming_from, out_dir / "checkpoints")
+    own = resume_mod.own_checkpoint(resuming_from, out_dir)
     if not own:
         names = RUN_OUTPUTS
     elif cluster_only:
