@@ -361,10 +361,14 @@ class ClusteringCallback(Callback):
         update = self.schedule.at_epoch_end(
             epoch, trainer.max_epochs, trainer.should_stop, was_refining
         )
+        # every entry names epoch, phase, loss, acc and nmi (DESIGN.md §3); acc and nmi stay
+        # null where nothing was scored: an epoch the cadence skips, or data without labels
         entry: dict[str, Any] = {
             "epoch": epoch,
             "phase": "refine" if was_refining else "pretrain",
             "loss": loss,
+            "acc": None,
+            "nmi": None,
         }
         if update is None:  # a monitoring epoch skipped by the cadence: the loss only
             self.history.append(entry)
@@ -411,6 +415,7 @@ class ClusteringCallback(Callback):
         """Run `update` and append its scores to `entry` and to the history."""
         info = self._update(trainer, pl_module, update)
         labels_true = trainer.datamodule.labels
+        entry.update(acc=None, nmi=None)  # stay null without labels (DESIGN.md §3's keys)
         if labels_true is not None:
             entry.update(clustering_scores(labels_true, self.labels))
         entry.update(info["scores"])
@@ -433,7 +438,7 @@ class ClusteringCallback(Callback):
         supervised = (
             f"acc {entry['acc']:.4f} nmi {entry['nmi']:.4f} ari {entry['ari']:.4f} "
             f"purity {entry['purity']:.4f} | "
-            if "acc" in entry
+            if entry.get("acc") is not None
             else ""
         )
         changed = entry["changed"]
