@@ -354,6 +354,14 @@ def test_callback_skips_epochs_by_cadence_and_records_the_loss():
     assert callback.history[1]["k"] == 3 and "silhouette" in callback.history[1]
 
 
+def test_a_history_from_an_older_checkpoint_gains_the_acc_and_nmi_keys():
+    callback = make_callback()
+    old = [{"epoch": 0, "phase": "pretrain", "loss": 0.5}, {"epoch": 1, "loss": 0.4, "acc": 0.7}]
+    callback.load_state_dict({"history": old})
+    assert callback.history[0]["acc"] is None and callback.history[0]["nmi"] is None
+    assert callback.history[1]["acc"] == 0.7 and callback.history[1]["loss"] == 0.4
+
+
 class CountingKMeans(KMeans):
     """k-means that records the restarts of each call: one entry per clustering."""
 

@@ -483,7 +483,8 @@ class ClusteringCallback(Callback):
         return walls
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = list(state_dict.get("history", []))
+        # entries of checkpoints written before every entry named acc and nmi get the keys
+        self.history = [{"acc": None, "nmi": None, **h} for h in state_dict.get("history", [])]
         self.timings = list(state_dict.get("timings", []))
         self.target_rms = state_dict.get("target_rms")
         self.earlier_wall_s = dict(state_dict.get("wall_s_by_folder", {}))  # none before 0.3
