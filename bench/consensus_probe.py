@@ -33,7 +33,8 @@ from deepcluster.clustering.metrics import align_labels, cluster_accuracy
 
 
 def vote(draws: list[np.ndarray], reference: np.ndarray, k: int) -> np.ndarray:
-    """Each image's most frequent cluster once every draw speaks the reference's labels."""
+    """Each image's most frequent cluster once every draw speaks the reference's labels (the
+    reference is one of the draws; a tie goes to the lowest cluster id)."""
     aligned = np.stack([align_labels(reference, d) for d in draws])  # (R, N)
     counts = np.stack([(aligned == c).sum(0) for c in range(k)])  # (k, N)
     return counts.argmax(0)
