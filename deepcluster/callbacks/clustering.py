@@ -484,7 +484,11 @@ class ClusteringCallback(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # entries of checkpoints written before every entry named acc and nmi get the keys
-        self.history = [{"acc": None, "nmi": None, **h} for h in state_dict.get("history", [])]
+        # (appended; an entry that has them keeps its order: a resumed run's metrics.json is
+        # byte for byte the uninterrupted run's)
+        self.history = [
+            {**h, "acc": h.get("acc"), "nmi": h.get("nmi")} for h in state_dict.get("history", [])
+        ]
         self.timings = list(state_dict.get("timings", []))
         self.target_rms = state_dict.get("target_rms")
         self.earlier_wall_s = dict(state_dict.get("wall_s_by_folder", {}))  # none before 0.3
