@@ -271,7 +271,7 @@ def cluster_once(parts, epoch: int) -> None:
     update = Update(
         "epoch", manifold=parts.manifold is not None, starts_refinement=False, phase="pretrain"
     )
-    entry = {"epoch": epoch, "phase": "cluster_only", "loss": math.nan}
+    entry = {"epoch": epoch, "phase": "cluster_only", "loss": math.nan, "acc": None, "nmi": None}
     parts.callback.record_update(Standalone(parts.datamodule, epoch), parts.module, update, entry)
 
 

@@ -415,7 +415,6 @@ class ClusteringCallback(Callback):
         """Run `update` and append its scores to `entry` and to the history."""
         info = self._update(trainer, pl_module, update)
         labels_true = trainer.datamodule.labels
-        entry.update(acc=None, nmi=None)  # stay null without labels (DESIGN.md §3's keys)
         if labels_true is not None:
             entry.update(clustering_scores(labels_true, self.labels))
         entry.update(info["scores"])
